@@ -1,0 +1,100 @@
+//! The adapter as the binding sees it: created from the raw JS config without failing (the
+//! contract forbids throwing in the constructor), it validates the config on first use and
+//! then dispatches to the mode's backend.
+
+use std::sync::{Arc, OnceLock};
+
+use serde_json::Value;
+
+use crate::client::BoxClient;
+use crate::config::AdapterConfig;
+use crate::error::{Error, Result};
+
+pub struct Adapter {
+  /// The parsed config, or the error to report on every use.
+  config: Result<AdapterConfig>,
+  /// The mode's client, built on first use.
+  client: OnceLock<Arc<dyn BoxClient>>,
+}
+
+impl Adapter {
+  /// Never fails and does no I/O; an unusable config is reported by the first operation.
+  pub fn new(raw_config: &Value) -> Self {
+    Adapter { config: AdapterConfig::parse(raw_config), client: OnceLock::new() }
+  }
+
+  /// The low-level client of the configured mode (`getClient()`), built once.
+  pub fn client(&self) -> Result<Arc<dyn BoxClient>> {
+    if let Some(client) = self.client.get() {
+      return Ok(client.clone());
+    }
+    let built = build_client(self.config()?)?;
+    // Two first calls may race; both built clients do no I/O, and the first one stored wins.
+    Ok(self.client.get_or_init(|| built).clone())
+  }
+
+  pub fn config(&self) -> Result<&AdapterConfig> {
+    self.config.as_ref().map_err(Clone::clone)
+  }
+
+  /// The host that `exposePort` URLs name: the API host in remote mode, loopback locally.
+  pub fn host(&self) -> Result<String> {
+    Ok(match self.config()? {
+      AdapterConfig::Remote(remote) => remote.host().to_string(),
+      AdapterConfig::Local(_) => "127.0.0.1".to_string(),
+    })
+  }
+
+  /// Releases the client's resources if one was built; idempotent.
+  pub async fn dispose(&self) -> Result<()> {
+    match self.client.get() {
+      Some(client) => client.dispose().await,
+      None => Ok(()),
+    }
+  }
+
+  /// Reports that `operation` has no backend yet, after checking the config (so a bad config is
+  /// always the first thing the user hears about).
+  pub fn not_implemented(&self, operation: &'static str) -> Result<()> {
+    let mode = self.config()?.mode();
+    Err(Error::NotImplemented { operation, mode })
+  }
+}
+
+fn build_client(config: &AdapterConfig) -> Result<Arc<dyn BoxClient>> {
+  match config {
+    AdapterConfig::Remote(remote) => crate::rest::connect(remote),
+    #[cfg(feature = "local")]
+    AdapterConfig::Local(local) => crate::local::connect(local),
+    #[cfg(not(feature = "local"))]
+    AdapterConfig::Local(_) => Err(Error::Environment {
+      message: "this build of the addon has no local mode (built without the 'local' feature)".into(),
+    }),
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use serde_json::json;
+
+  #[test]
+  fn construction_with_empty_api_url_succeeds_and_first_use_reports_it() {
+    let adapter = Adapter::new(&json!({"apiUrl": ""}));
+    let err = adapter.not_implemented("createSandbox").unwrap_err();
+    assert_eq!(err.code(), "invalid_config");
+  }
+
+  #[test]
+  fn host_is_the_api_host_remotely_and_loopback_locally() {
+    assert_eq!(Adapter::new(&json!({"apiUrl": "http://boxrun.example.com:9090"})).host().unwrap(), "boxrun.example.com");
+    assert_eq!(Adapter::new(&json!({"mode": "local"})).host().unwrap(), "127.0.0.1");
+  }
+
+  #[test]
+  fn unimplemented_operation_names_operation_and_mode() {
+    let err = Adapter::new(&json!({"mode": "local"})).not_implemented("getSandbox").unwrap_err();
+    assert_eq!(err.to_string(), "getSandbox is not implemented yet in local mode");
+    assert_eq!(err.code(), "not_implemented");
+  }
+}

@@ -1,0 +1,200 @@
+//! The low-level client surface (`getClient()`), one trait for both modes: the REST client
+//! (`rest/`) and the embedded-Python client (`local/`) implement it with the same method names
+//! and the same JS shapes as the original `BoxLiteClient` (snake_case wire types).
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_core::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::Result;
+
+/// A stream of raw bytes (tar archives, exports, raw exec output).
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+
+/// A stream of exec events, in the order the box produced them.
+pub type ExecEventStream = Pin<Box<dyn Stream<Item = Result<ExecEvent>> + Send>>;
+
+/// A box as the original's `BoxLiteBox` describes it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BoxRecord {
+  pub id: String,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub boxlite_id: Option<String>,
+  #[serde(default)]
+  pub name: Option<String>,
+  /// `configured`, `running`, `stopping`, `stopped`, `paused`, `unknown` (or what a server sent).
+  pub status: String,
+  #[serde(default)]
+  pub created_at: String,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub started_at: Option<String>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub stopped_at: Option<String>,
+  #[serde(default)]
+  pub image: String,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub cpu: Option<u32>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub memory_mb: Option<u64>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub disk_size_gb: Option<u64>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub workdir: Option<String>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub env: Option<BTreeMap<String, String>>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub error_code: Option<String>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub error_message: Option<String>,
+}
+
+/// The original's `BoxLiteCreateParams`; fields absent in JS stay absent on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBoxParams {
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub image: Option<String>,
+  /// A local OCI layout directory used instead of `image`.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub rootfs_path: Option<String>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub name: Option<String>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub cpu: Option<u32>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub memory_mb: Option<u64>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub disk_size_gb: Option<u64>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub working_dir: Option<String>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub env: Option<BTreeMap<String, String>>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub auto_remove: Option<bool>,
+  /// `[hostPort, guestPort]` pairs.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub ports: Option<Vec<(u16, u16)>>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub user: Option<String>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub security: Option<Value>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub network: Option<Value>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub secrets: Option<Vec<Value>>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub entrypoint: Option<Value>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub cmd: Option<Vec<String>>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// The original's `BoxLiteExecRequest`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecRequest {
+  /// argv; no shell is added.
+  pub cmd: Vec<String>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub env: Option<BTreeMap<String, String>>,
+  /// Kills the command after this many seconds (fractions allowed).
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub timeout_seconds: Option<f64>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub working_dir: Option<String>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub tty: Option<bool>,
+}
+
+/// Result of a completed exec, as the original client returned it (`exitCode` in camelCase).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecOutput {
+  pub stdout: String,
+  pub stderr: String,
+  /// Negative for a signal death (`-9` for SIGKILL), as boxlite reports it.
+  #[serde(rename = "exitCode")]
+  pub exit_code: i32,
+}
+
+/// One event of a running execution.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExecEvent {
+  Stdout(Bytes),
+  Stderr(Bytes),
+  /// The command ended; `None` when the server could not tell (e.g. `exit_code: null` after a kill).
+  Exit(Option<i32>),
+}
+
+/// The original's `BoxLiteExecution`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+  pub id: String,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub box_id: Option<String>,
+  pub status: String,
+  #[serde(default)]
+  pub exit_code: Option<i32>,
+}
+
+/// The original's `BoxLiteSnapshot`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+  pub id: String,
+  pub box_id: String,
+  pub name: String,
+  /// Unix seconds.
+  pub created_at: i64,
+  #[serde(default)]
+  pub size_bytes: u64,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub guest_disk_bytes: Option<u64>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub container_disk_bytes: Option<u64>,
+}
+
+/// Everything `getClient()` offers. Both modes implement every method; a method the server or
+/// SDK in use cannot do returns `Error::Unsupported` naming the dialect or SDK.
+#[async_trait]
+pub trait BoxClient: Send + Sync {
+  async fn create_box(&self, params: CreateBoxParams) -> Result<BoxRecord>;
+  async fn get_box(&self, box_id: &str) -> Result<BoxRecord>;
+  async fn list_boxes(&self, status: Option<String>, page_size: Option<u32>) -> Result<Vec<BoxRecord>>;
+  async fn delete_box(&self, box_id: &str, force: bool) -> Result<()>;
+  async fn start_box(&self, box_id: &str) -> Result<()>;
+  async fn stop_box(&self, box_id: &str) -> Result<()>;
+
+  async fn exec(&self, box_id: &str, request: ExecRequest) -> Result<ExecOutput>;
+  /// Starts the command and yields its output as produced, ending with `ExecEvent::Exit`.
+  async fn exec_stream(&self, box_id: &str, request: ExecRequest) -> Result<ExecEventStream>;
+  async fn exec_async(&self, box_id: &str, request: ExecRequest) -> Result<Execution>;
+  async fn get_exec_output(&self, box_id: &str, exec_id: &str) -> Result<ExecEventStream>;
+  /// Writes to the command's stdin; `close` ends stdin after `data`.
+  async fn send_exec_input(&self, box_id: &str, exec_id: &str, data: Bytes, close: bool) -> Result<()>;
+  async fn signal_exec(&self, box_id: &str, exec_id: &str, signal: i32) -> Result<()>;
+  async fn resize_exec(&self, box_id: &str, exec_id: &str, cols: u16, rows: u16) -> Result<()>;
+
+  /// Extracts a tar archive (plain or gzip) into `path` in the box.
+  async fn upload_files(&self, box_id: &str, path: &str, tar: ByteStream) -> Result<()>;
+  /// A tar archive of `path` in the box.
+  async fn download_files(&self, box_id: &str, path: &str) -> Result<ByteStream>;
+
+  async fn create_snapshot(&self, box_id: &str, name: &str) -> Result<Snapshot>;
+  async fn list_snapshots(&self, box_id: &str) -> Result<Vec<Snapshot>>;
+  async fn restore_snapshot(&self, box_id: &str, name: &str) -> Result<()>;
+  async fn delete_snapshot(&self, box_id: &str, name: &str) -> Result<()>;
+  async fn clone_box(&self, box_id: &str, name: Option<String>) -> Result<BoxRecord>;
+  async fn export_box(&self, box_id: &str) -> Result<ByteStream>;
+  async fn import_box(&self, archive: ByteStream) -> Result<BoxRecord>;
+
+  async fn get_metrics(&self) -> Result<Value>;
+  async fn get_box_metrics(&self, box_id: &str) -> Result<Value>;
+  async fn get_config(&self) -> Result<Value>;
+
+  /// Releases connections, runtimes and handles; idempotent.
+  async fn dispose(&self) -> Result<()>;
+}

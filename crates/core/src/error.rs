@@ -1,0 +1,204 @@
+//! The single error type of the core. Every variant has a stable snake_case code that crosses
+//! the JS boundary and decides which `@sandbank.dev/core` class the user sees; messages are for
+//! people and may change, codes may not.
+
+use crate::config::Mode;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+  /// The adapter configuration cannot be used; `field` is its path, e.g. `config.apiUrl`.
+  #[error("{field} {problem}")]
+  InvalidConfig { field: String, problem: String },
+
+  /// An argument of a call is unusable; `argument` names it.
+  #[error("{argument} {problem}")]
+  InvalidArgument { argument: String, problem: String },
+
+  /// The box (or another named resource) does not exist.
+  #[error("{what} '{id}' not found")]
+  NotFound { what: &'static str, id: String },
+
+  /// The operation exists in the contract but this build does not implement it yet.
+  #[error("{operation} is not implemented yet in {mode} mode")]
+  NotImplemented { operation: &'static str, mode: Mode },
+
+  /// The server or SDK in use has no way to do this.
+  #[error("{operation} is not supported by {backend}")]
+  Unsupported { operation: String, backend: String },
+
+  /// A bounded wait ran out.
+  #[error("{operation} timed out after {after_ms} ms")]
+  Timeout { operation: String, after_ms: u64 },
+
+  /// The adapter was disposed; create a new one.
+  #[error("the adapter was disposed; create a new BoxLiteAdapter")]
+  Disposed,
+
+  /// The box is not in a state that allows the operation (e.g. restore on a running box).
+  #[error("invalid state: {message}")]
+  InvalidState { message: String },
+
+  /// A server answered with an error status; the payload stays typed.
+  #[error("{0}")]
+  Api(Box<ApiError>),
+
+  /// The request never got a complete answer (connect, TLS, reset, server died mid-stream).
+  #[error("BoxLite request {method} {path} failed: {message}")]
+  Transport { method: String, path: String, message: String },
+
+  /// The server answered something this client cannot understand (malformed JSON, truncated
+  /// body, unexpected content type).
+  #[error("BoxLite reply to {method} {path} is malformed: {message}")]
+  Protocol { method: String, path: String, message: String },
+
+  /// The Python environment cannot run the SDK (interpreter missing, no shared libpython,
+  /// `boxlite` not importable or too old); the message says what to do.
+  #[error("{message}")]
+  Environment { message: String },
+
+  /// An exception raised by the boxlite SDK or the Python glue, keeping its class name.
+  #[error("{type_name}: {message}")]
+  Python { type_name: String, message: String },
+
+  /// A bug in this addon; the message is for the bug report.
+  #[error("internal error: {0}")]
+  Internal(String),
+}
+
+/// A server's error reply. `Display` starts like the original's messages
+/// (`BoxLite API error <status>: …`) so existing log matchers keep working.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+  pub status: u16,
+  /// The server's error type or class (`NotFound`, `not_found`, …), when it sent one.
+  pub error_type: Option<String>,
+  /// The server's error code, numeric or string, as text.
+  pub code: Option<String>,
+  pub message: String,
+  pub method: String,
+  /// The request path without query string (queries may carry secrets).
+  pub path: String,
+}
+
+impl ApiError {
+  /// Not-found is decided from the status and the server's type, never from message text.
+  pub fn is_not_found(&self) -> bool {
+    self.status == 404
+      || self.error_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("notfound") || t == "not_found")
+  }
+}
+
+impl std::fmt::Display for ApiError {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    write!(f, "BoxLite API error {}: {} ({} {})", self.status, self.message, self.method, self.path)
+  }
+}
+
+impl Error {
+  /// Every code `code()` can return, so the JS side can check it maps each one.
+  pub const CODES: &'static [&'static str] = &[
+    "invalid_config",
+    "invalid_argument",
+    "not_found",
+    "not_implemented",
+    "unsupported",
+    "timeout",
+    "disposed",
+    "invalid_state",
+    "api_error",
+    "transport",
+    "protocol",
+    "environment",
+    "python",
+    "internal",
+  ];
+
+  /// The stable machine-readable code of this error.
+  pub fn code(&self) -> &'static str {
+    match self {
+      Error::InvalidConfig { .. } => "invalid_config",
+      Error::InvalidArgument { .. } => "invalid_argument",
+      Error::NotFound { .. } => "not_found",
+      Error::NotImplemented { .. } => "not_implemented",
+      Error::Unsupported { .. } => "unsupported",
+      Error::Timeout { .. } => "timeout",
+      Error::Disposed => "disposed",
+      Error::InvalidState { .. } => "invalid_state",
+      // A server's not-found crosses as `not_found` so the adapter can map it structurally.
+      Error::Api(api) if api.is_not_found() => "not_found",
+      Error::Api(_) => "api_error",
+      Error::Transport { .. } => "transport",
+      Error::Protocol { .. } => "protocol",
+      Error::Environment { .. } => "environment",
+      Error::Python { .. } => "python",
+      Error::Internal(_) => "internal",
+    }
+  }
+
+  pub fn invalid_config(field: impl Into<String>, problem: impl Into<String>) -> Self {
+    Error::InvalidConfig { field: field.into(), problem: problem.into() }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn one_of_each() -> Vec<Error> {
+    vec![
+      Error::invalid_config("config.apiUrl", "must be a string"),
+      Error::InvalidArgument { argument: "boxId".into(), problem: "must not be empty".into() },
+      Error::NotFound { what: "box", id: "b1".into() },
+      Error::NotImplemented { operation: "createSandbox", mode: Mode::Remote },
+      Error::Unsupported { operation: "snapshots".into(), backend: "BoxRun".into() },
+      Error::Timeout { operation: "exec".into(), after_ms: 5 },
+      Error::Disposed,
+      Error::InvalidState { message: "box is running".into() },
+      Error::Api(Box::new(api(500))),
+      Error::Transport { method: "GET".into(), path: "/v1/boxes".into(), message: "connection reset".into() },
+      Error::Protocol { method: "GET".into(), path: "/v1/boxes".into(), message: "expected JSON".into() },
+      Error::Environment { message: "python3 not found".into() },
+      Error::Python { type_name: "BoxliteError".into(), message: "boom".into() },
+      Error::Internal("bug".into()),
+    ]
+  }
+
+  fn api(status: u16) -> ApiError {
+    ApiError {
+      status,
+      error_type: None,
+      code: None,
+      message: "nope".into(),
+      method: "GET".into(),
+      path: "/v1/default/boxes/b1".into(),
+    }
+  }
+
+  #[test]
+  fn api_errors_start_like_the_original_and_name_the_request() {
+    assert_eq!(Error::Api(Box::new(api(500))).to_string(), "BoxLite API error 500: nope (GET /v1/default/boxes/b1)");
+  }
+
+  #[test]
+  fn api_not_found_is_structural() {
+    assert_eq!(Error::Api(Box::new(api(404))).code(), "not_found");
+    let typed = ApiError { error_type: Some("NotFound".into()), ..api(400) };
+    assert_eq!(Error::Api(Box::new(typed)).code(), "not_found");
+    let wording_only = ApiError { message: "box not found".into(), ..api(500) };
+    assert_eq!(Error::Api(Box::new(wording_only)).code(), "api_error");
+  }
+
+  #[test]
+  fn every_variant_has_a_code_listed_in_codes() {
+    let codes: Vec<_> = one_of_each().iter().map(Error::code).collect();
+    assert_eq!(codes, Error::CODES);
+  }
+
+  #[test]
+  fn invalid_config_message_names_the_field() {
+    let err = Error::invalid_config("config.apiUrl", "must be an absolute http(s) URL, got ''");
+    assert_eq!(err.to_string(), "config.apiUrl must be an absolute http(s) URL, got ''");
+  }
+}

@@ -1,0 +1,721 @@
+"""Glue between the Rust engine (local/engine.rs) and the boxlite SDK.
+
+Everything here runs on the one `py-asyncio` thread, inside its persistent event loop: the SDK's
+methods return Futures bound to the loop that is running when they are called, so no SDK method
+is ever called from another thread. Rust submits jobs without taking the GIL (a queue plus one
+byte on a socketpair); `_drain` turns each job into a task of one of the `op_*` coroutines and
+reports the outcome through the job's `done` callback as plain data (JSON text and bytes), so no
+Python object ever crosses to Rust threads.
+"""
+
+import asyncio
+import gc
+import json
+import os
+import sys
+import time
+import traceback
+
+# The SDK module, or the exception that importing it raised (reported on first use).
+sdk = None
+sdk_import_error = None
+
+MIN_SDK = (0, 10, 0)
+
+_loop = None
+_take_jobs = None
+_wake_fd = -1
+
+# boxliteHome -> [Boxlite runtime, number of clients using it]
+RUNTIMES = {}
+# execution id -> ExecRecord
+EXECS = {}
+
+# How long a finished execution stays readable through get_exec_output.
+FINISHED_EXEC_TTL_S = 600.0
+# Upper bounds of one exec_next batch (the Rust side merges the chunks).
+BATCH_EVENTS = 512
+BATCH_BYTES = 1 << 20
+
+
+class BridgeNotFound(Exception):
+    """A box, execution or snapshot the caller named does not exist."""
+
+    def __init__(self, what, ident):
+        super().__init__(f"{what} '{ident}' not found")
+        self.extra = {"what": what, "id": ident}
+
+
+class BridgeTimeout(Exception):
+    """An exec ran past its timeout and was killed."""
+
+    def __init__(self, operation, after_ms):
+        super().__init__(f"{operation} timed out after {after_ms} ms")
+        self.extra = {"operation": operation, "after_ms": after_ms}
+
+
+class EnvironmentProblem(Exception):
+    """The Python environment cannot run the SDK; the message says what to do."""
+
+
+# --------------------------------------------------------------------------------------------
+# Start-up and job dispatch
+
+
+def setup(take_jobs, wake_fd, python_path, probe_json):
+    """Called once on the loop thread before `run_forever`; returns the environment facts."""
+    global _loop, _take_jobs, _wake_fd
+    probe = json.loads(probe_json)
+    _honour_environment(python_path, probe)
+    _import_sdk(python_path)
+    _loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(_loop)
+    _take_jobs = take_jobs
+    _wake_fd = wake_fd
+    _loop.add_reader(wake_fd, _drain)
+    return json.dumps({
+        "python_version": list(sys.version_info[:3]),
+        "sdk_version": getattr(sdk, "__version__", None) if sdk else None,
+        "sdk_file": getattr(sdk, "__file__", None) if sdk else None,
+        "sdk_import_error": sdk_import_error,
+        "sys_path": list(sys.path),
+        "executable": sys.executable,
+    })
+
+
+def run_forever():
+    _loop.run_forever()
+
+
+def _honour_environment(python_path, probe):
+    """Make the embedded interpreter see what `python_path` sees (a venv, `.pth` files)."""
+    import site
+
+    wanted = [p for p in probe.get("sys_path", []) if p]
+    before = list(sys.path)
+    for p in wanted:
+        if p in sys.path:
+            continue
+        if p.rstrip("/").endswith(("site-packages", "dist-packages")):
+            site.addsitedir(p)  # processes .pth files (editable installs)
+        else:
+            sys.path.append(p)
+    # The interpreter's order wins; site-packages the user's interpreter does not see (the base
+    # installation's, when a venv hides them) are dropped so they cannot shadow the venv.
+    added = [p for p in sys.path if p not in before and p not in wanted]
+    others = [
+        p for p in before
+        if p not in wanted and not p.rstrip("/").endswith(("site-packages", "dist-packages"))
+    ]
+    sys.path[:] = wanted + added + others
+    sys.executable = probe.get("executable") or python_path
+
+
+def _import_sdk(python_path):
+    global sdk, sdk_import_error
+    try:
+        import boxlite  # noqa: PLC0415
+
+        sdk = boxlite
+    except BaseException as exc:  # noqa: BLE001 - reported to the user, whatever it is
+        sdk_import_error = f"{type(exc).__name__}: {exc}"
+
+
+def _drain():
+    try:
+        os.read(_wake_fd, 4096)
+    except BlockingIOError:
+        pass
+    for op, args, blob, done in _take_jobs():
+        try:
+            coro = OPS[op](blob, **json.loads(args))
+        except BaseException as exc:  # noqa: BLE001
+            done(False, _describe(exc))
+            continue
+        task = _loop.create_task(coro)
+        task.add_done_callback(lambda t, done=done: _settle(done, t))
+
+
+def _settle(done, task):
+    try:
+        if task.cancelled():
+            done(False, ("CancelledError", None, "the operation was cancelled", ["CancelledError"], "", None))
+            return
+        exc = task.exception()
+        if exc is not None:
+            done(False, _describe(exc))
+            return
+        value = task.result()
+        blobs = []
+        if isinstance(value, tuple):
+            value, blobs = value
+        done(True, (json.dumps(value), blobs))
+    except BaseException as exc:  # noqa: BLE001 - done must always be called, and never raise
+        try:
+            done(False, ("BridgeError", None, f"{type(exc).__name__}: {exc}", ["BridgeError"], "", None))
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+def _describe(exc):
+    """(type name, SDK code, message, MRO class names, traceback, extra JSON)."""
+    mro = [c.__name__ for c in type(exc).__mro__]
+    code = getattr(exc, "code", None)
+    if not isinstance(code, str):
+        code = None
+    extra = getattr(exc, "extra", None)
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]
+    return (type(exc).__name__, code, str(exc), mro, tb, json.dumps(extra) if extra is not None else None)
+
+
+# --------------------------------------------------------------------------------------------
+# Runtimes (one per boxliteHome, shared by every client naming it)
+
+
+def _version_tuple(text):
+    out = []
+    for part in str(text).split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        if not digits:
+            break
+        out.append(int(digits))
+    return tuple(out)
+
+
+def _require_sdk(python_path):
+    if sdk is None:
+        raise EnvironmentProblem(
+            f"the boxlite Python SDK is not importable from {python_path} ({sdk_import_error}); "
+            f"install it into that interpreter: {python_path} -m pip install boxlite"
+        )
+    version = getattr(sdk, "__version__", None)
+    if version is not None and _version_tuple(version) < MIN_SDK:
+        raise EnvironmentProblem(
+            f"the boxlite Python SDK {version} at {python_path} is too old; local mode needs "
+            f"boxlite >= {'.'.join(map(str, MIN_SDK))}: {python_path} -m pip install -U boxlite"
+        )
+
+
+async def op_acquire(_blob, home, python_path):
+    _require_sdk(python_path)
+    entry = RUNTIMES.get(home)
+    if entry is None:
+        os.makedirs(home, exist_ok=True)
+        rt = sdk.Boxlite(sdk.Options(home_dir=home))
+        entry = RUNTIMES[home] = [rt, 0]
+    entry[1] += 1
+    return {"sdk_version": getattr(sdk, "__version__", None), "home": home}
+
+
+async def op_release(_blob, home):
+    entry = RUNTIMES.get(home)
+    if entry is None:
+        return None
+    entry[1] -= 1
+    if entry[1] > 0:
+        return None
+    del RUNTIMES[home]
+    rt = entry[0]
+    for ident, rec in list(EXECS.items()):
+        if rec.home == home:
+            rec.forget()
+    try:
+        await rt.shutdown()
+    finally:
+        try:
+            rt.close()
+        except Exception:  # noqa: BLE001 - close is a no-op in 0.10.8
+            pass
+        del rt, entry
+        gc.collect()  # the home lock is released only when the runtime and its boxes are dropped
+    return None
+
+
+def _rt(home):
+    entry = RUNTIMES.get(home)
+    if entry is None:
+        raise RuntimeError(f"no runtime is open for {home}")
+    return entry[0]
+
+
+async def _box(home, box_id):
+    box = await _rt(home).get(box_id)
+    if box is None:
+        raise BridgeNotFound("box", box_id)
+    return box
+
+
+async def _status(home, box_id):
+    info = await _rt(home).get_info(box_id)
+    if info is None:
+        raise BridgeNotFound("box", box_id)
+    return info.state.status
+
+
+# --------------------------------------------------------------------------------------------
+# Boxes
+
+
+def _opt(value):
+    return value if value is not None else None
+
+
+def _record(info):
+    state = getattr(info, "state", None)
+    status = getattr(state, "status", None) if state is not None else None
+    rec = {
+        "id": info.id,
+        "name": getattr(info, "name", None),
+        "status": str(status) if status is not None else "unknown",
+        "created_at": str(getattr(info, "created_at", "") or ""),
+        "image": str(getattr(info, "image", "") or ""),
+    }
+    started = getattr(info, "started_at", None)
+    if started:
+        rec["started_at"] = str(started)
+    cpus = getattr(info, "cpus", None)
+    if isinstance(cpus, int):
+        rec["cpu"] = cpus
+    mem = getattr(info, "memory_mib", None)
+    if isinstance(mem, int):
+        rec["memory_mb"] = mem
+    return rec
+
+
+def _network(spec):
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        spec = {"mode": spec}
+    if not isinstance(spec, dict):
+        raise TypeError("network must be an object like {mode, allow_net}")
+    outbound = spec.get("outbound", spec)
+    mode = outbound.get("mode", "enabled")
+    allow = outbound.get("allow_net", outbound.get("allowNet", [])) or []
+    return sdk.NetworkSpec(outbound=sdk.OutboundNetworkSpec(mode=mode, allow_net=list(allow)))
+
+
+def _box_options(p):
+    kw = {}
+    if p.get("rootfs_path"):
+        kw["rootfs_path"] = p["rootfs_path"]
+    elif p.get("image"):
+        kw["image"] = p["image"]
+    for src, dst in (("cpu", "cpus"), ("memory_mb", "memory_mib"), ("disk_size_gb", "disk_size_gb"),
+                     ("working_dir", "working_dir"), ("user", "user")):
+        if p.get(src) is not None:
+            kw[dst] = p[src]
+    if p.get("env"):
+        kw["env"] = [(str(k), str(v)) for k, v in p["env"].items()]
+    if p.get("ports"):
+        kw["ports"] = [(int(h), int(g)) for h, g in p["ports"]]
+    # Boxes survive stop unless the caller asks otherwise (the SDK's default deletes them).
+    kw["auto_remove"] = bool(p.get("auto_remove", False))
+    if p.get("cmd") is not None:
+        kw["cmd"] = [str(a) for a in p["cmd"]]
+    ep = p.get("entrypoint")
+    if ep is not None:
+        kw["entrypoint"] = [ep] if isinstance(ep, str) else [str(a) for a in ep]
+    if p.get("network") is not None:
+        kw["network"] = _network(p["network"])
+    if p.get("secrets"):
+        kw["secrets"] = [
+            sdk.Secret(s["name"], s["value"], hosts=list(s.get("hosts", [])), placeholder=s.get("placeholder"))
+            for s in p["secrets"]
+        ]
+    return sdk.BoxOptions(**kw)
+
+
+async def op_create_box(_blob, home, params):
+    rt = _rt(home)
+    box = await rt.create(_box_options(params), name=params.get("name"))
+    info = await rt.get_info(box.id)
+    return _record(info if info is not None else await box.info())
+
+
+async def op_get_box(_blob, home, box_id):
+    info = await _rt(home).get_info(box_id)
+    if info is None:
+        raise BridgeNotFound("box", box_id)
+    return _record(info)
+
+
+async def op_list_boxes(_blob, home):
+    return [_record(i) for i in await _rt(home).list_info()]
+
+
+async def op_delete_box(_blob, home, box_id, force):
+    await _rt(home).remove(box_id, force=bool(force))
+    for ident, rec in list(EXECS.items()):
+        if rec.home == home and rec.box_id == box_id:
+            rec.forget()
+    return None
+
+
+async def op_start_box(_blob, home, box_id):
+    await (await _box(home, box_id)).start()
+    return None
+
+
+async def op_stop_box(_blob, home, box_id):
+    # stop() invalidates every handle of the box; nothing here keeps one across it.
+    await (await _box(home, box_id)).stop()
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Executions
+
+
+class ExecRecord:
+    """One running or finished execution: its SDK handle and an event log readers replay."""
+
+    def __init__(self, home, box_id, execution, owned):
+        self.home = home
+        self.box_id = box_id
+        self.execution = execution
+        self.id = execution.id()
+        self.owned = owned  # exec_stream: dies with its reader
+        self.events = []  # (kind, bytes) with kind "o" or "e"
+        self.base = 0  # index of events[0] in the whole log
+        self.exit = None
+        self.finished = False
+        self.error = None
+        self.changed = asyncio.Event()
+        self.stdin = None
+        self.pump = None
+
+    def notify(self):
+        old, self.changed = self.changed, asyncio.Event()
+        old.set()
+
+    def append(self, kind, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogateescape")
+        if data:
+            self.events.append((kind, bytes(data)))
+            self.notify()
+
+    def forget(self):
+        EXECS.pop(self.id, None)
+        if self.pump is not None and not self.pump.done():
+            self.pump.cancel()
+
+    async def run(self, timeout):
+        async def drain(stream, kind):
+            if stream is None:
+                return
+            async for chunk in stream:
+                self.append(kind, chunk)
+
+        async def body():
+            await asyncio.gather(drain(_take(self.execution, "stdout"), "o"),
+                                 drain(_take(self.execution, "stderr"), "e"))
+            return await self.execution.wait()
+
+        try:
+            if timeout is not None and timeout > 0:
+                try:
+                    result = await asyncio.wait_for(body(), timeout)
+                except asyncio.TimeoutError:
+                    await _kill(self.execution)
+                    raise BridgeTimeout("exec", int(timeout * 1000)) from None
+            else:
+                result = await body()
+            self.exit = getattr(result, "exit_code", None)
+            msg = getattr(result, "error_message", None)
+            if msg and self.exit is None:
+                self.error = str(msg)
+        except asyncio.CancelledError:
+            await _kill(self.execution)
+            raise
+        except BaseException as exc:  # noqa: BLE001 - kept for the reader
+            self.error = exc
+        finally:
+            self.finished = True
+            self.notify()
+            if not self.owned:
+                _loop.call_later(FINISHED_EXEC_TTL_S, lambda: EXECS.get(self.id) is self and self.forget())
+
+
+def _take(execution, which):
+    try:
+        return getattr(execution, which)()
+    except Exception:  # noqa: BLE001 - "stream not available" (tty executions have no stderr)
+        return None
+
+
+async def _kill(execution):
+    try:
+        await execution.kill()
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+
+
+async def _start_exec(home, box_id, req):
+    box = await _box(home, box_id)
+    cmd = [str(a) for a in req.get("cmd") or []]
+    if not cmd:
+        raise ValueError("cmd must name a program")
+    kw = {"args": cmd[1:]}
+    if req.get("env"):
+        kw["env"] = [(str(k), str(v)) for k, v in req["env"].items()]
+    if req.get("tty"):
+        kw["tty"] = True
+    if req.get("working_dir"):
+        kw["cwd"] = req["working_dir"]
+    timeout = req.get("timeout_seconds")
+    if timeout is not None and timeout > 0:
+        # The guest enforces it too, a little later than our own kill, in case ours is lost.
+        kw["timeout_secs"] = float(timeout) + 5.0
+    return await box.exec(cmd[0], **kw), timeout
+
+
+async def op_exec(_blob, home, box_id, request):
+    execution, timeout = await _start_exec(home, box_id, request)
+    rec = ExecRecord(home, box_id, execution, owned=True)
+    stdin = _take(execution, "stdin")
+    if stdin is not None:
+        await _close_stdin(stdin)
+    await rec.run(timeout)
+    if isinstance(rec.error, BaseException):
+        raise rec.error
+    out = b"".join(d for k, d in rec.events if k == "o")
+    err = b"".join(d for k, d in rec.events if k == "e")
+    exit_code = rec.exit if rec.exit is not None else -1
+    if rec.error and not err:
+        err = str(rec.error).encode()
+    return {"stdout": out.decode("utf-8", "replace"), "stderr": err.decode("utf-8", "replace"),
+            "exitCode": exit_code}
+
+
+async def _close_stdin(stdin):
+    try:
+        await stdin.close()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+async def op_exec_open(_blob, home, box_id, request, owned):
+    execution, timeout = await _start_exec(home, box_id, request)
+    rec = ExecRecord(home, box_id, execution, owned=bool(owned))
+    stdin = _take(execution, "stdin")
+    if owned:
+        if stdin is not None:
+            await _close_stdin(stdin)
+    else:
+        rec.stdin = stdin
+    EXECS[rec.id] = rec
+    rec.pump = _loop.create_task(rec.run(timeout))
+    return {"id": rec.id, "box_id": box_id, "status": "running", "exit_code": None}
+
+
+def _exec(exec_id, box_id=None, home=None):
+    rec = EXECS.get(exec_id)
+    if rec is None or (box_id is not None and rec.box_id != box_id) or (home is not None and rec.home != home):
+        raise BridgeNotFound("execution", exec_id)
+    return rec
+
+
+async def op_exec_next(_blob, exec_id, box_id, cursor, consume):
+    """Events after `cursor` (waiting for at least one), as (kind, index) pairs plus bytes."""
+    rec = _exec(exec_id, box_id)
+    while cursor >= rec.base + len(rec.events) and not rec.finished:
+        await rec.changed.wait()
+    start = max(cursor, rec.base) - rec.base
+    events, blobs, size = [], [], 0
+    for kind, data in rec.events[start:]:
+        if len(events) >= BATCH_EVENTS or (size and size + len(data) > BATCH_BYTES):
+            break
+        events.append(kind)
+        blobs.append(data)
+        size += len(data)
+    new_cursor = rec.base + start + len(events)
+    done = rec.finished and new_cursor >= rec.base + len(rec.events)
+    out = {"events": events, "cursor": new_cursor, "done": done}
+    if consume:
+        drop = new_cursor - rec.base
+        del rec.events[:drop]
+        rec.base = new_cursor
+    if done:
+        if isinstance(rec.error, BaseException):
+            if consume:
+                rec.forget()
+            raise rec.error
+        out["exit_code"] = rec.exit
+        if rec.error:
+            out["error_message"] = str(rec.error)
+        if consume:
+            rec.forget()
+    return out, blobs
+
+
+async def op_exec_close(_blob, exec_id):
+    rec = EXECS.get(exec_id)
+    if rec is not None:
+        if not rec.finished:
+            await _kill(rec.execution)
+        rec.forget()
+    return None
+
+
+async def op_exec_input(blob, home, box_id, exec_id, close):
+    rec = _exec(exec_id, box_id, home)
+    if rec.stdin is None:
+        raise ValueError(f"execution {exec_id} has no open stdin")
+    if blob:
+        await rec.stdin.send_input(bytes(blob))
+    if close:
+        await rec.stdin.close()
+        rec.stdin = None
+    return None
+
+
+async def op_exec_signal(_blob, home, box_id, exec_id, signal):
+    rec = _exec(exec_id, box_id, home)
+    await rec.execution.signal(int(signal))
+    return None
+
+
+async def op_exec_resize(_blob, home, box_id, exec_id, cols, rows):
+    rec = _exec(exec_id, box_id, home)
+    await rec.execution.resize_tty(int(rows), int(cols))
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Files (the Rust side stages archives on the host; no shell is involved anywhere)
+
+
+async def op_copy_in(_blob, home, box_id, host_dir, dest):
+    box = await _box(home, box_id)
+    # `SRC/.` copies the directory's contents; a trailing `/` makes `dest` a directory.
+    target = dest if dest.endswith("/") else dest + "/"
+    await box.copy_in(os.path.join(host_dir, "."), target, sdk.CopyOptions(recursive=True, overwrite=True))
+    return None
+
+
+async def op_copy_out(_blob, home, box_id, src, host_dir):
+    box = await _box(home, box_id)
+    await box.copy_out(src, host_dir.rstrip("/") + "/", sdk.CopyOptions(recursive=True, overwrite=True,
+                                                                      follow_symlinks=False))
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Snapshots, clone, export, import
+
+
+def _snapshot(s):
+    out = {
+        "id": str(getattr(s, "id", "")),
+        "box_id": str(getattr(s, "box_id", "")),
+        "name": str(getattr(s, "name", "")),
+        "created_at": int(getattr(s, "created_at", 0) or 0),
+        "size_bytes": int(getattr(s, "size_bytes", 0) or 0),
+    }
+    for field in ("guest_disk_bytes", "container_disk_bytes"):
+        v = getattr(s, field, None)
+        if isinstance(v, int):
+            out[field] = v
+    return out
+
+
+async def _stopped(home, box_id, action):
+    """Runs `action(fresh_box)` on a stopped box and leaves the box running again if it was."""
+    status = await _status(home, box_id)
+    was_running = status in ("running", "starting")
+    if was_running:
+        await (await _box(home, box_id)).stop()
+    try:
+        return await action(await _box(home, box_id))
+    finally:
+        if was_running:
+            await (await _box(home, box_id)).start()
+
+
+async def op_snapshot_create(_blob, home, box_id, name):
+    async def act(box):
+        return _snapshot(await box.snapshot.create(name=name))
+
+    return await _stopped(home, box_id, act)
+
+
+async def op_snapshot_list(_blob, home, box_id):
+    box = await _box(home, box_id)
+    return [_snapshot(s) for s in await box.snapshot.list()]
+
+
+async def op_snapshot_restore(_blob, home, box_id, name):
+    async def act(box):
+        await box.snapshot.restore(name)
+
+    await _stopped(home, box_id, act)
+    return None
+
+
+async def op_snapshot_delete(_blob, home, box_id, name):
+    box = await _box(home, box_id)
+    await box.snapshot.remove(name)
+    return None
+
+
+async def op_clone_box(_blob, home, box_id, name):
+    box = await _box(home, box_id)
+    clone = await box.clone_box(options=sdk.CloneOptions(), name=name)
+    info = await _rt(home).get_info(clone.id)
+    return _record(info if info is not None else await clone.info())
+
+
+async def op_export_box(_blob, home, box_id, dest_dir):
+    box = await _box(home, box_id)
+    path = await box.export(options=sdk.ExportOptions(), dest=dest_dir)
+    return str(path)
+
+
+async def op_import_box(_blob, home, archive_path, name):
+    rt = _rt(home)
+    box = await rt.import_box(archive_path, name=name)
+    info = await rt.get_info(box.id)
+    return _record(info if info is not None else await box.info())
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics and facts
+
+
+def _fields(obj):
+    out = {}
+    for name in dir(obj):
+        if name.startswith("_"):
+            continue
+        try:
+            v = getattr(obj, name)
+        except Exception:  # noqa: BLE001
+            continue
+        if v is None or isinstance(v, (bool, int, float, str)):
+            out[name] = v
+    return out
+
+
+async def op_metrics(_blob, home):
+    return _fields(await _rt(home).metrics())
+
+
+async def op_box_metrics(_blob, home, box_id):
+    return _fields(await (await _box(home, box_id)).metrics())
+
+
+async def op_echo(blob, value, delay_ms=0):
+    """Engine self-test: returns its argument (and blob) after an optional sleep."""
+    if delay_ms:
+        await asyncio.sleep(delay_ms / 1000)
+    return value, ([bytes(blob)] if blob is not None else [])
+
+
+async def op_eval(_blob, source):
+    """Engine self-test: evaluates an expression on the loop thread (tests only)."""
+    return eval(source, {"sys": sys, "os": os, "time": time, "asyncio": asyncio})  # noqa: S307
+
+
+OPS = {name[3:]: fn for name, fn in dict(globals()).items() if name.startswith("op_")}

@@ -1,0 +1,456 @@
+//! LocalClient: `BoxClient` over the boxlite Python SDK, run in-process by an embedded CPython.
+//! `connect` does no I/O; the first call starts the process's one interpreter (`engine`) and
+//! opens — or joins — the one SDK runtime of the client's `boxliteHome`; `dispose` leaves it,
+//! and the last client to leave shuts the runtime down on the loop thread, releasing the home.
+//! Every SDK call is a coroutine of `bridge.py` running on the loop thread.
+
+mod convert;
+mod engine;
+mod files;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::OnceCell;
+
+pub use convert::{kind_of, Kind, PyFailure, EXCEPTION_KINDS};
+pub use engine::{probe, Probe, MIN_PYTHON};
+
+use crate::client::{
+  BoxClient, BoxRecord, ByteStream, CreateBoxParams, ExecEvent, ExecEventStream, ExecOutput, ExecRequest, Execution,
+  Snapshot,
+};
+use crate::config::LocalConfig;
+use crate::error::{Error, Result};
+use convert::{to_error, Ctx, Reply};
+use engine::Engine;
+
+/// Builds the local client; starts no interpreter (that happens on first use).
+pub fn connect(config: &LocalConfig) -> Result<Arc<dyn BoxClient>> {
+  Ok(Arc::new(LocalClient::new(config)))
+}
+
+/// The home the SDK would use: the configured one, else `$BOXLITE_HOME`, else `~/.boxlite`.
+pub fn resolve_home(config: &LocalConfig) -> PathBuf {
+  let home = config
+    .boxlite_home
+    .clone()
+    .or_else(|| std::env::var_os("BOXLITE_HOME").filter(|h| !h.is_empty()).map(PathBuf::from))
+    .unwrap_or_else(|| std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/")).join(".boxlite"));
+  std::path::absolute(&home).unwrap_or(home)
+}
+
+pub struct LocalClient {
+  python_path: String,
+  home: String,
+  /// The engine, once this client has joined its home's runtime.
+  session: OnceCell<&'static Engine>,
+  disposed: AtomicBool,
+}
+
+impl LocalClient {
+  pub fn new(config: &LocalConfig) -> Self {
+    LocalClient {
+      python_path: config.python_path.clone(),
+      home: resolve_home(config).to_string_lossy().into_owned(),
+      session: OnceCell::new(),
+      disposed: AtomicBool::new(false),
+    }
+  }
+
+  async fn engine(&self) -> Result<&'static Engine> {
+    if self.disposed.load(Ordering::SeqCst) {
+      return Err(Error::Disposed);
+    }
+    self
+      .session
+      .get_or_try_init(|| async {
+        let engine = engine::engine(&self.python_path).await?;
+        let ctx = Ctx { operation: "open the boxlite runtime", what: "home", id: &self.home };
+        engine
+          .call("acquire", json!({"home": self.home, "python_path": self.python_path}), None)
+          .await
+          .map_err(|f| to_error(f, ctx))?;
+        Ok::<_, Error>(engine)
+      })
+      .await
+      .copied()
+  }
+
+  /// Runs bridge op `op` with `args` (plus `home`); errors name `what` `id`.
+  async fn call(&self, op: &'static str, what: &'static str, id: &str, mut args: Value, blob: Option<Bytes>) -> Result<Reply> {
+    let engine = self.engine().await?;
+    args["home"] = Value::String(self.home.clone());
+    engine.call(op, args, blob).await.map_err(|f| to_error(f, Ctx { operation: op, what, id }))
+  }
+
+  fn exec_stream_of(&self, engine: &'static Engine, box_id: &str, exec_id: String, consume: bool) -> ExecEventStream {
+    let guard = consume.then(|| CloseGuard { engine, exec_id: exec_id.clone(), armed: true });
+    let state = ExecReader {
+      engine,
+      box_id: box_id.to_string(),
+      exec_id,
+      cursor: 0,
+      consume,
+      pending: VecDeque::new(),
+      finished: false,
+      guard,
+    };
+    Box::pin(futures_util::stream::unfold(state, |mut st| async move {
+      loop {
+        if let Some(event) = st.pending.pop_front() {
+          return Some((Ok(event), st));
+        }
+        if st.finished {
+          return None;
+        }
+        match st.next_batch().await {
+          Ok(()) => continue,
+          Err(e) => {
+            st.finished = true;
+            if let Some(g) = st.guard.as_mut() {
+              g.armed = false;
+            }
+            return Some((Err(e), st));
+          }
+        }
+      }
+    }))
+  }
+}
+
+/// Reads one execution's event log in batches and merges adjacent chunks of the same stream.
+struct ExecReader {
+  engine: &'static Engine,
+  box_id: String,
+  exec_id: String,
+  cursor: u64,
+  /// `exec_stream` owns its execution: it consumes the log, and dropping it kills the command.
+  consume: bool,
+  pending: VecDeque<ExecEvent>,
+  finished: bool,
+  guard: Option<CloseGuard>,
+}
+
+#[derive(Deserialize)]
+struct Batch {
+  events: Vec<String>,
+  cursor: u64,
+  done: bool,
+  #[serde(default)]
+  exit_code: Option<i32>,
+}
+
+impl ExecReader {
+  async fn next_batch(&mut self) -> Result<()> {
+    let args = json!({"exec_id": self.exec_id, "box_id": self.box_id, "cursor": self.cursor, "consume": self.consume});
+    let ctx = Ctx { operation: "exec", what: "execution", id: &self.exec_id };
+    let reply = self.engine.call("exec_next", args, None).await.map_err(|f| to_error(f, ctx))?;
+    let blobs = reply.blobs.clone();
+    let batch: Batch = reply.parse("exec batch")?;
+    self.cursor = batch.cursor;
+    let mut current: Option<(bool, BytesMut)> = None;
+    for (kind, data) in batch.events.iter().zip(blobs) {
+      let is_out = kind == "o";
+      match current.as_mut() {
+        Some((out, buf)) if *out == is_out => buf.extend_from_slice(&data),
+        _ => {
+          if let Some((out, buf)) = current.take() {
+            self.pending.push_back(chunk_event(out, buf));
+          }
+          current = Some((is_out, BytesMut::from(&data[..])));
+        }
+      }
+    }
+    if let Some((out, buf)) = current.take() {
+      self.pending.push_back(chunk_event(out, buf));
+    }
+    if batch.done {
+      self.pending.push_back(ExecEvent::Exit(batch.exit_code));
+      self.finished = true;
+      if let Some(g) = self.guard.as_mut() {
+        g.armed = false;
+      }
+    }
+    Ok(())
+  }
+}
+
+fn chunk_event(stdout: bool, buf: BytesMut) -> ExecEvent {
+  if stdout {
+    ExecEvent::Stdout(buf.freeze())
+  } else {
+    ExecEvent::Stderr(buf.freeze())
+  }
+}
+
+/// Kills an `exec_stream` command whose reader went away before it ended.
+struct CloseGuard {
+  engine: &'static Engine,
+  exec_id: String,
+  armed: bool,
+}
+
+impl Drop for CloseGuard {
+  fn drop(&mut self) {
+    if self.armed {
+      self.engine.call_detached("exec_close", json!({"exec_id": self.exec_id}));
+    }
+  }
+}
+
+fn validate_id(argument: &str, value: &str) -> Result<()> {
+  if value.is_empty() {
+    return Err(Error::InvalidArgument { argument: argument.into(), problem: "must not be empty".into() });
+  }
+  Ok(())
+}
+
+fn exec_args(request: &ExecRequest) -> Result<Value> {
+  if request.cmd.is_empty() || request.cmd[0].is_empty() {
+    return Err(Error::InvalidArgument { argument: "cmd".into(), problem: "must name a program".into() });
+  }
+  if let Some(t) = request.timeout_seconds {
+    if !t.is_finite() || t < 0.0 {
+      return Err(Error::InvalidArgument {
+        argument: "timeout_seconds".into(),
+        problem: format!("must be a non-negative number, got {t}"),
+      });
+    }
+  }
+  serde_json::to_value(request).map_err(|e| Error::Internal(e.to_string()))
+}
+
+#[async_trait]
+impl BoxClient for LocalClient {
+  async fn create_box(&self, params: CreateBoxParams) -> Result<BoxRecord> {
+    let id = params.name.clone().unwrap_or_default();
+    let args = json!({"params": serde_json::to_value(&params).map_err(|e| Error::Internal(e.to_string()))?});
+    self.call("create_box", "box", &id, args, None).await?.parse("box")
+  }
+
+  async fn get_box(&self, box_id: &str) -> Result<BoxRecord> {
+    validate_id("boxId", box_id)?;
+    self.call("get_box", "box", box_id, json!({"box_id": box_id}), None).await?.parse("box")
+  }
+
+  async fn list_boxes(&self, status: Option<String>, page_size: Option<u32>) -> Result<Vec<BoxRecord>> {
+    let mut boxes: Vec<BoxRecord> = self.call("list_boxes", "box", "", json!({}), None).await?.parse("boxes")?;
+    if let Some(status) = status.filter(|s| !s.is_empty()) {
+      boxes.retain(|b| b.status == status);
+    }
+    if let Some(n) = page_size.filter(|n| *n > 0) {
+      boxes.truncate(n as usize);
+    }
+    Ok(boxes)
+  }
+
+  async fn delete_box(&self, box_id: &str, force: bool) -> Result<()> {
+    validate_id("boxId", box_id)?;
+    self.call("delete_box", "box", box_id, json!({"box_id": box_id, "force": force}), None).await.map(drop)
+  }
+
+  async fn start_box(&self, box_id: &str) -> Result<()> {
+    validate_id("boxId", box_id)?;
+    self.call("start_box", "box", box_id, json!({"box_id": box_id}), None).await.map(drop)
+  }
+
+  async fn stop_box(&self, box_id: &str) -> Result<()> {
+    validate_id("boxId", box_id)?;
+    self.call("stop_box", "box", box_id, json!({"box_id": box_id}), None).await.map(drop)
+  }
+
+  async fn exec(&self, box_id: &str, request: ExecRequest) -> Result<ExecOutput> {
+    validate_id("boxId", box_id)?;
+    let args = json!({"box_id": box_id, "request": exec_args(&request)?});
+    self.call("exec", "box", box_id, args, None).await?.parse("exec result")
+  }
+
+  async fn exec_stream(&self, box_id: &str, request: ExecRequest) -> Result<ExecEventStream> {
+    validate_id("boxId", box_id)?;
+    let args = json!({"box_id": box_id, "request": exec_args(&request)?, "owned": true});
+    let execution: Execution = self.call("exec_open", "box", box_id, args, None).await?.parse("execution")?;
+    Ok(self.exec_stream_of(self.engine().await?, box_id, execution.id, true))
+  }
+
+  async fn exec_async(&self, box_id: &str, request: ExecRequest) -> Result<Execution> {
+    validate_id("boxId", box_id)?;
+    let args = json!({"box_id": box_id, "request": exec_args(&request)?, "owned": false});
+    self.call("exec_open", "box", box_id, args, None).await?.parse("execution")
+  }
+
+  async fn get_exec_output(&self, box_id: &str, exec_id: &str) -> Result<ExecEventStream> {
+    validate_id("boxId", box_id)?;
+    validate_id("execId", exec_id)?;
+    Ok(self.exec_stream_of(self.engine().await?, box_id, exec_id.to_string(), false))
+  }
+
+  async fn send_exec_input(&self, box_id: &str, exec_id: &str, data: Bytes, close: bool) -> Result<()> {
+    validate_id("execId", exec_id)?;
+    let args = json!({"box_id": box_id, "exec_id": exec_id, "close": close});
+    self.call("exec_input", "execution", exec_id, args, Some(data)).await.map(drop)
+  }
+
+  async fn signal_exec(&self, box_id: &str, exec_id: &str, signal: i32) -> Result<()> {
+    validate_id("execId", exec_id)?;
+    let args = json!({"box_id": box_id, "exec_id": exec_id, "signal": signal});
+    self.call("exec_signal", "execution", exec_id, args, None).await.map(drop)
+  }
+
+  async fn resize_exec(&self, box_id: &str, exec_id: &str, cols: u16, rows: u16) -> Result<()> {
+    validate_id("execId", exec_id)?;
+    let args = json!({"box_id": box_id, "exec_id": exec_id, "cols": cols, "rows": rows});
+    self.call("exec_resize", "execution", exec_id, args, None).await.map(drop)
+  }
+
+  async fn upload_files(&self, box_id: &str, path: &str, tar: ByteStream) -> Result<()> {
+    validate_id("boxId", box_id)?;
+    validate_id("path", path)?;
+    self.engine().await?;
+    let staging = files::staging_dir("boxlite-upload-")?;
+    let archive = staging.path().join("archive");
+    let root = staging.path().join("root");
+    files::save_stream(tar, &archive).await?;
+    let (a, r) = (archive.clone(), root.clone());
+    engine::run_blocking(move || files::unpack(&a, &r)).await?;
+    let args = json!({"box_id": box_id, "host_dir": root.to_string_lossy(), "dest": path});
+    let result = self.call("copy_in", "box", box_id, args, None).await.map(drop);
+    drop(staging);
+    result
+  }
+
+  async fn download_files(&self, box_id: &str, path: &str) -> Result<ByteStream> {
+    validate_id("boxId", box_id)?;
+    validate_id("path", path)?;
+    self.engine().await?;
+    let staging = files::staging_dir("boxlite-download-")?;
+    let out = staging.path().join("out");
+    std::fs::create_dir_all(&out).map_err(|e| Error::Internal(format!("cannot create a staging directory: {e}")))?;
+    let args = json!({"box_id": box_id, "src": path, "host_dir": out.to_string_lossy()});
+    self.call("copy_out", "box", box_id, args, None).await?;
+    let archive = staging.path().join("archive.tar");
+    let name = files::entry_name(path);
+    let (o, a) = (out.clone(), archive.clone());
+    engine::run_blocking(move || {
+      let entry = files::single_entry(&o)?;
+      files::pack(&entry, &name, &a)
+    })
+    .await?;
+    files::file_stream(archive, staging)
+  }
+
+  async fn create_snapshot(&self, box_id: &str, name: &str) -> Result<Snapshot> {
+    validate_id("boxId", box_id)?;
+    validate_id("name", name)?;
+    let args = json!({"box_id": box_id, "name": name});
+    self.call("snapshot_create", "box", box_id, args, None).await?.parse("snapshot")
+  }
+
+  async fn list_snapshots(&self, box_id: &str) -> Result<Vec<Snapshot>> {
+    validate_id("boxId", box_id)?;
+    self.call("snapshot_list", "box", box_id, json!({"box_id": box_id}), None).await?.parse("snapshots")
+  }
+
+  async fn restore_snapshot(&self, box_id: &str, name: &str) -> Result<()> {
+    validate_id("boxId", box_id)?;
+    validate_id("name", name)?;
+    let args = json!({"box_id": box_id, "name": name});
+    self.call("snapshot_restore", "snapshot", name, args, None).await.map(drop)
+  }
+
+  async fn delete_snapshot(&self, box_id: &str, name: &str) -> Result<()> {
+    validate_id("boxId", box_id)?;
+    validate_id("name", name)?;
+    let args = json!({"box_id": box_id, "name": name});
+    self.call("snapshot_delete", "snapshot", name, args, None).await.map(drop)
+  }
+
+  async fn clone_box(&self, box_id: &str, name: Option<String>) -> Result<BoxRecord> {
+    validate_id("boxId", box_id)?;
+    self.call("clone_box", "box", box_id, json!({"box_id": box_id, "name": name}), None).await?.parse("box")
+  }
+
+  async fn export_box(&self, box_id: &str) -> Result<ByteStream> {
+    validate_id("boxId", box_id)?;
+    let staging = files::staging_dir("boxlite-export-")?;
+    let args = json!({"box_id": box_id, "dest_dir": staging.path().to_string_lossy()});
+    let path: String = self.call("export_box", "box", box_id, args, None).await?.parse("archive path")?;
+    files::file_stream(PathBuf::from(path), staging)
+  }
+
+  async fn import_box(&self, archive: ByteStream) -> Result<BoxRecord> {
+    self.engine().await?;
+    let staging = files::staging_dir("boxlite-import-")?;
+    let path = staging.path().join("import.boxlite");
+    files::save_stream(archive, &path).await?;
+    let args = json!({"archive_path": path.to_string_lossy(), "name": Value::Null});
+    let record = self.call("import_box", "archive", "", args, None).await?.parse("box");
+    drop(staging);
+    record
+  }
+
+  async fn get_metrics(&self) -> Result<Value> {
+    Ok(self.call("metrics", "home", &self.home, json!({}), None).await?.value)
+  }
+
+  async fn get_box_metrics(&self, box_id: &str) -> Result<Value> {
+    validate_id("boxId", box_id)?;
+    Ok(self.call("box_metrics", "box", box_id, json!({"box_id": box_id}), None).await?.value)
+  }
+
+  async fn get_config(&self) -> Result<Value> {
+    let engine = self.engine().await?;
+    let (major, minor, micro) = engine.facts.python_version;
+    Ok(json!({
+      "mode": "local",
+      "boxliteHome": self.home,
+      "pythonPath": self.python_path,
+      "pythonExecutable": engine.facts.executable,
+      "pythonVersion": format!("{major}.{minor}.{micro}"),
+      "sdkVersion": engine.facts.sdk_version,
+      "sdkPath": engine.facts.sdk_file,
+    }))
+  }
+
+  async fn dispose(&self) -> Result<()> {
+    if self.disposed.swap(true, Ordering::SeqCst) {
+      return Ok(());
+    }
+    let Some(engine) = self.session.get() else { return Ok(()) };
+    let ctx = Ctx { operation: "dispose", what: "home", id: &self.home };
+    engine.call("release", json!({"home": self.home}), None).await.map(drop).map_err(|f| to_error(f, ctx))
+  }
+}
+
+/// Hooks for the interpreter tests (`tests/local_*.rs`); not part of the API.
+#[doc(hidden)]
+pub mod testing {
+  use super::*;
+
+  /// Starts (or joins) the process's engine for `python_path`.
+  pub async fn start(python_path: &str) -> Result<()> {
+    engine::engine(python_path).await.map(drop)
+  }
+
+  /// Runs a bridge op directly, e.g. `echo` with `{"value": …, "delay_ms": …}`.
+  pub async fn call(python_path: &str, op: &'static str, args: Value, blob: Option<Bytes>) -> Result<(Value, Vec<Bytes>)> {
+    let engine = engine::engine(python_path).await?;
+    let reply = engine.call(op, args, blob).await.map_err(|f| to_error(f, Ctx { operation: op, what: "resource", id: "" }))?;
+    Ok((reply.value, reply.blobs))
+  }
+
+  /// The facts bridge.setup() reported (Python version, SDK version, sys.path, executable).
+  pub async fn facts(python_path: &str) -> Result<Value> {
+    let e = engine::engine(python_path).await?;
+    Ok(json!({
+      "python_version": e.facts.python_version, "sdk_version": e.facts.sdk_version,
+      "sdk_import_error": e.facts.sdk_import_error, "sys_path": e.facts.sys_path, "executable": e.facts.executable,
+    }))
+  }
+}

@@ -1,0 +1,895 @@
+//! RestClient: `BoxClient` over the three HTTP dialects servers speak (see
+//! `server-apis.md`): BoxLite REST of the SSE era (A), current BoxLite REST (B) and BoxRun (C).
+//!
+//! Layout: `request` builds every request as data and `wire` shapes bodies and parses replies
+//! tolerantly (both sans IO, unit-tested); `sse` decodes event streams and `ws` attach frames;
+//! `transport` is the only module that sends HTTP (and `ws::connect` the only WebSocket).
+//!
+//! **Dialect detection** (`dialect: "auto"`, the default) happens once, lazily, on the first
+//! call, and is retried on the next call if it failed (nothing is cached on failure):
+//! 1. `GET /v1/config` without credentials: a JSON 200 means a BoxLite server (A or B); a 404
+//!    means "not BoxLite", then `GET /v1/info` must answer 200 for BoxRun (C).
+//! 2. For BoxLite, `GET /v1/me` (with the static token, if any): 200 means B, 404 means A. A
+//!    401/403 is ambiguous (an auth layer may run before routing), so `POST /v1/oauth/tokens`
+//!    decides: 404 means B (no token endpoint), anything else A.
+//!
+//! Anything else fails with a protocol error naming the probe. The tenant prefix is the
+//! configured one, else `default` for A, `path_prefix` (or `prefix`, what real servers send)
+//! from `GET /v1/me` for B, and nothing for C. `/config`, `/me` and `/oauth/tokens` are never
+//! prefixed.
+//!
+//! **Create parameters** are the original's (BoxRun-flavoured) names, renamed per dialect
+//! (`cpu` → `cpus`, `memory_mb` → `memory_mib`, pairs → port objects, …). Fields a dialect has
+//! no place for are left out rather than failing the create: `labels` everywhere (no server
+//! accepts them), `ports`, `security` and `auto_remove` on B, everything but image, name, sizes,
+//! workdir, env and network on C. On A `auto_remove` defaults to `false` (the server's `true`
+//! would delete the box on stop); on C `network` defaults to `true` like the other dialects.
+//!
+//! **Exec**: the command is always argv; a working directory is entered by the command itself
+//! (`sh -c 'cd -- "$1" && shift && exec "$@"' sh <dir> <argv…>`) because some servers ignore
+//! `working_dir`; `timeout_seconds` is sent to the server and also enforced here, killing the
+//! execution when it runs out.
+//!
+//! **Files on BoxRun** (one file per request, 2 MiB cap, no tar API): uploads go in 1 MiB parts
+//! to a staging directory and are unpacked by an exec; downloads are archived by an exec first
+//! (`tar -cf … -C <parent> <name>`, the same layout BoxLite servers send), then streamed.
+
+mod auth;
+mod request;
+mod sse;
+mod transport;
+mod wire;
+mod ws;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+pub use request::Dialect;
+pub use transport::Tuning;
+
+use crate::client::{
+  BoxClient, BoxRecord, ByteStream, CreateBoxParams, ExecEvent, ExecEventStream, ExecOutput, ExecRequest, Execution,
+  Snapshot,
+};
+use crate::config::{Auth, DialectChoice, RemoteConfig};
+use crate::error::{Error, Result};
+use request::{Route, Spec};
+use transport::{Payload, Transport};
+
+/// BoxRun rejects request bodies above 2 MiB; upload parts stay well below.
+const BOXRUN_UPLOAD_PART_BYTES: usize = 1024 * 1024;
+/// Where BoxRun uploads and downloads are staged in the guest (on the root filesystem: `/tmp`
+/// is a tmpfs that file copies cannot see).
+const BOXRUN_STAGING_DIR: &str = "/var/tmp";
+/// A timed-out exec is killed within this bound before the timeout is reported.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pages of a box listing followed at most (1000 boxes each at the contract's maximum).
+const MAX_LIST_PAGES: usize = 100;
+
+/// Builds the remote client; does no I/O (dialect detection and auth happen on first use).
+pub fn connect(config: &RemoteConfig) -> Result<Arc<dyn BoxClient>> {
+  Ok(connect_with(config, Tuning::default())?)
+}
+
+/// `connect` with explicit timing (tests shorten the idle and retry bounds).
+pub fn connect_with(config: &RemoteConfig, tuning: Tuning) -> Result<Arc<RestClient>> {
+  let transport = Arc::new(Transport::new(config, tuning)?);
+  Ok(Arc::new(RestClient {
+    inner: Arc::new(Inner {
+      transport,
+      choice: config.dialect,
+      prefix: config.prefix.clone(),
+      static_token: matches!(config.auth, Auth::Token(_)),
+      route: tokio::sync::OnceCell::new(),
+      attachments: Mutex::new(HashMap::new()),
+      disposed: AtomicBool::new(false),
+    }),
+  }))
+}
+
+/// The remote-mode client; cheap to share.
+pub struct RestClient {
+  inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RestClient {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("RestClient").field("transport", &self.inner.transport).field("dialect", &self.inner.choice).finish()
+  }
+}
+
+impl RestClient {
+  /// The dialect in use (detecting it if needed).
+  pub async fn dialect(&self) -> Result<Dialect> {
+    Ok(self.inner.route().await?.dialect)
+  }
+
+  /// The tenant prefix in use, if the dialect has one.
+  pub async fn prefix(&self) -> Result<Option<String>> {
+    Ok(self.inner.route().await?.prefix().map(str::to_string))
+  }
+}
+
+type SharedSink = Arc<tokio::sync::Mutex<ws::WsSink>>;
+
+struct Inner {
+  transport: Arc<Transport>,
+  choice: DialectChoice,
+  prefix: Option<String>,
+  static_token: bool,
+  route: tokio::sync::OnceCell<Route>,
+  /// Open attach sockets (dialect B) by execution id, so stdin and resize reach an execution
+  /// whose output is being read (servers allow one attach at a time).
+  attachments: Mutex<HashMap<String, Weak<tokio::sync::Mutex<ws::WsSink>>>>,
+  disposed: AtomicBool,
+}
+
+/// What the next probe of the detection should be, from the last one's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+  Me,
+  Info,
+  TokenEndpoint,
+  Found(Dialect),
+  Unknown,
+}
+
+fn after_config(status: u16) -> Probe {
+  match status {
+    200..=299 => Probe::Me,
+    404 => Probe::Info,
+    _ => Probe::Unknown,
+  }
+}
+
+fn after_me(status: u16) -> Probe {
+  match status {
+    200..=299 => Probe::Found(Dialect::Current),
+    404 | 405 => Probe::Found(Dialect::Sse),
+    401 | 403 => Probe::TokenEndpoint,
+    _ => Probe::Unknown,
+  }
+}
+
+fn after_token_endpoint(status: u16) -> Probe {
+  match status {
+    404 | 405 => Probe::Found(Dialect::Current),
+    _ => Probe::Found(Dialect::Sse),
+  }
+}
+
+fn after_info(status: u16) -> Probe {
+  match status {
+    200..=299 => Probe::Found(Dialect::Boxrun),
+    _ => Probe::Unknown,
+  }
+}
+
+/// `path_prefix` (the contract) or `prefix` (real servers) of a `Principal`.
+fn principal_prefix(me: &Value) -> Option<String> {
+  ["path_prefix", "prefix"]
+    .iter()
+    .find_map(|k| me.get(*k).and_then(Value::as_str))
+    .map(|p| p.trim_matches('/').to_string())
+    .filter(|p| !p.is_empty())
+}
+
+impl Inner {
+  async fn route(&self) -> Result<&Route> {
+    if self.disposed.load(Ordering::Acquire) {
+      return Err(Error::Disposed);
+    }
+    self.route.get_or_try_init(|| self.resolve()).await
+  }
+
+  async fn resolve(&self) -> Result<Route> {
+    let dialect = match self.choice {
+      DialectChoice::Auto => self.detect().await?,
+      DialectChoice::BoxliteSse => Dialect::Sse,
+      DialectChoice::BoxliteCurrent => Dialect::Current,
+      DialectChoice::Boxrun => Dialect::Boxrun,
+    };
+    let api_path = self.transport.api_path();
+    let prefix = match (dialect, &self.prefix) {
+      (Dialect::Boxrun, _) => None,
+      (_, Some(prefix)) => Some(prefix.clone()),
+      (Dialect::Sse, None) => Some("default".to_string()),
+      (Dialect::Current, None) => {
+        let me = Route::new(Dialect::Current, api_path, None).me();
+        match self.transport.json(&me, Payload::None).await {
+          Ok(principal) => principal_prefix(&principal),
+          // A server without `/v1/me` has no tenant segment either.
+          Err(Error::Api(api)) if api.status == 404 => None,
+          Err(e) => return Err(e),
+        }
+      }
+    };
+    Ok(Route::new(dialect, api_path, prefix.as_deref()))
+  }
+
+  async fn status_of(&self, spec: &Spec) -> Result<u16> {
+    match self.transport.send(spec, Payload::None).await {
+      Ok(response) => Ok(response.status().as_u16()),
+      Err(Error::Api(api)) => Ok(api.status),
+      Err(e) => Err(e),
+    }
+  }
+
+  async fn detect(&self) -> Result<Dialect> {
+    let probes = Route::new(Dialect::Sse, self.transport.api_path(), None);
+    let config = probes.config();
+    let mut last = format!("GET {}", config.path);
+    let mut next = after_config(self.status_of(&config).await?);
+    loop {
+      next = match next {
+        Probe::Found(dialect) => return Ok(dialect),
+        Probe::Unknown => {
+          return Err(Error::Protocol {
+            method: "GET".into(),
+            path: probes.config().path,
+            message: format!(
+              "the server speaks none of the known dialects (sse, current, boxrun); last probe: {last}. \
+               Check apiUrl, or set the dialect option"
+            ),
+          })
+        }
+        Probe::Me => {
+          let mut me = probes.me();
+          // Only a static token goes along: fetching an OAuth2 token presumes dialect A.
+          me.auth = self.static_token;
+          last = format!("GET {}", me.path);
+          after_me(self.status_of(&me).await?)
+        }
+        Probe::TokenEndpoint => {
+          let token = probes.token("grant_type=client_credentials".into());
+          last = format!("POST {}", token.path);
+          after_token_endpoint(self.status_of(&token).await?)
+        }
+        Probe::Info => {
+          let info = Route::new(Dialect::Boxrun, self.transport.api_path(), None).config();
+          last = format!("GET {}", info.path);
+          after_info(self.status_of(&info).await?)
+        }
+      };
+    }
+  }
+
+  fn malformed(&self, spec: &Spec, what: &str, value: &Value) -> Error {
+    let shown = wire::excerpt(value.to_string().as_bytes());
+    self.transport.protocol(spec, format!("expected {what}, got: {shown}"))
+  }
+
+  async fn json(&self, spec: &Spec) -> Result<Value> {
+    self.transport.json(spec, Payload::None).await
+  }
+
+  async fn box_reply(&self, spec: &Spec, payload: Payload) -> Result<BoxRecord> {
+    let value = self.transport.json(spec, payload).await?;
+    wire::parse_box(&value).ok_or_else(|| self.malformed(spec, "a box", &value))
+  }
+
+  async fn start_exec(&self, route: &Route, box_id: &str, request: &ExecRequest) -> Result<Execution> {
+    if request.cmd.is_empty() || request.cmd[0].is_empty() {
+      return Err(Error::InvalidArgument { argument: "cmd".into(), problem: "must be a non-empty argv array".into() });
+    }
+    if request.timeout_seconds.is_some_and(|t| !t.is_finite() || t <= 0.0) {
+      return Err(Error::InvalidArgument { argument: "timeout_seconds".into(), problem: "must be a positive number".into() });
+    }
+    let spec = route.exec(box_id, wire::exec_body(route.dialect, request));
+    let value = self.transport.json(&spec, Payload::None).await?;
+    wire::parse_execution(&value, box_id).ok_or_else(|| self.malformed(&spec, "an execution id", &value))
+  }
+
+  /// The output of an execution as events, ending with `Exit` (or an error).
+  async fn open_output(self: &Arc<Self>, route: &Route, box_id: &str, exec_id: &str) -> Result<ExecEventStream> {
+    let spec = route.exec_output(box_id, exec_id);
+    match route.dialect {
+      Dialect::Current => {
+        let (sink, source) = ws::connect(&self.transport, &spec).await?;
+        let sink: SharedSink = Arc::new(tokio::sync::Mutex::new(sink));
+        let guard = Arc::new(AttachGuard { inner: Arc::downgrade(self), exec_id: exec_id.to_string(), sink: sink.clone() });
+        self.attachments.lock().unwrap_or_else(|p| p.into_inner()).insert(exec_id.to_string(), Arc::downgrade(&sink));
+        let idle = self.transport.tuning.stream_idle_timeout;
+        Ok(Box::pin(ws::events(source, idle, &spec, Some(guard))))
+      }
+      Dialect::Sse | Dialect::Boxrun => {
+        let response = self.transport.send(&spec, Payload::None).await?;
+        let content_type =
+          response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+        if !content_type.is_empty() && !content_type.starts_with("text/event-stream") {
+          return Err(self.transport.protocol(&spec, format!("expected an event stream, got content type '{content_type}'")));
+        }
+        let bytes = self.transport.body_stream(&spec, response);
+        let kind = if route.dialect == Dialect::Sse { EventKind::SseEra } else { EventKind::Boxrun(Default::default()) };
+        Ok(sse_events(bytes, kind, &spec, self.transport.clone()))
+      }
+    }
+  }
+
+  /// Ends an execution; failures (already gone, already finished) do not matter here.
+  async fn kill(&self, route: &Route, box_id: &str, exec_id: &str) {
+    let spec = route.exec_kill(box_id, exec_id);
+    let _ = tokio::time::timeout(KILL_TIMEOUT, self.transport.empty(&spec, Payload::None)).await;
+  }
+
+  async fn exec(self: &Arc<Self>, route: &Route, box_id: &str, request: ExecRequest) -> Result<ExecOutput> {
+    let deadline = request.timeout_seconds.map(Duration::from_secs_f64);
+    let started: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let name = request_name(&request);
+    let work = {
+      let started = started.clone();
+      async move {
+        let execution = self.start_exec(route, box_id, &request).await?;
+        *started.lock().unwrap_or_else(|p| p.into_inner()) = Some(execution.id.clone());
+        let events = self.open_output(route, box_id, &execution.id).await?;
+        collect(events).await
+      }
+    };
+    let Some(limit) = deadline else { return work.await };
+    match tokio::time::timeout(limit, work).await {
+      Ok(result) => result,
+      Err(_) => {
+        let exec_id = started.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(exec_id) = exec_id {
+          self.kill(route, box_id, &exec_id).await;
+        }
+        Err(Error::Timeout { operation: format!("exec of '{name}'"), after_ms: limit.as_millis() as u64 })
+      }
+    }
+  }
+
+  async fn exec_stream(self: &Arc<Self>, route: &Route, box_id: &str, request: ExecRequest) -> Result<ExecEventStream> {
+    let begun = tokio::time::Instant::now();
+    let execution = self.start_exec(route, box_id, &request).await?;
+    let events = self.open_output(route, box_id, &execution.id).await?;
+    let Some(limit) = request.timeout_seconds.map(Duration::from_secs_f64) else { return Ok(events) };
+    let killer = {
+      let inner = self.clone();
+      let route = route.clone();
+      let box_id = box_id.to_string();
+      let exec_id = execution.id.clone();
+      move || async move { inner.kill(&route, &box_id, &exec_id).await }
+    };
+    let operation = format!("exec of '{}'", request_name(&request));
+    Ok(with_deadline(events, begun + limit, limit, operation, killer))
+  }
+
+  /// Runs a helper command (BoxRun file staging) and fails unless it exits 0.
+  async fn run(self: &Arc<Self>, route: &Route, box_id: &str, argv: &[&str], what: &str) -> Result<ExecOutput> {
+    let request = ExecRequest { cmd: argv.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+    let output = self.exec(route, box_id, request).await?;
+    if output.exit_code != 0 {
+      let detail = output.stderr.trim();
+      return Err(Error::InvalidArgument {
+        argument: "path".into(),
+        problem: format!("{what} failed in the box (exit {}): {}", output.exit_code, wire::excerpt(detail.as_bytes())),
+      });
+    }
+    Ok(output)
+  }
+
+  async fn boxrun_upload(self: &Arc<Self>, route: &Route, box_id: &str, path: &str, mut tar: ByteStream) -> Result<()> {
+    let staging = staging_dir();
+    self.run(route, box_id, &["mkdir", "-p", "--", &staging], "preparing the upload").await?;
+    let spec = route.upload_file(box_id);
+    let mut part = BytesMut::with_capacity(BOXRUN_UPLOAD_PART_BYTES);
+    let mut index = 0usize;
+    let mut gzip = None;
+    let result: Result<()> = async {
+      loop {
+        let chunk = tar.next().await.transpose()?;
+        if let Some(chunk) = &chunk {
+          if gzip.is_none() && !chunk.is_empty() {
+            gzip = Some(chunk.len() >= 2 && chunk[0] == 0x1f && chunk[1] == 0x8b);
+          }
+          let mut rest = chunk.clone();
+          while !rest.is_empty() {
+            let take = rest.len().min(BOXRUN_UPLOAD_PART_BYTES - part.len());
+            part.extend_from_slice(&rest.split_to(take));
+            if part.len() == BOXRUN_UPLOAD_PART_BYTES {
+              self.upload_part(&spec, &staging, index, part.split().freeze()).await?;
+              index += 1;
+            }
+          }
+        } else {
+          if !part.is_empty() {
+            self.upload_part(&spec, &staging, index, part.split().freeze()).await?;
+          }
+          return Ok(());
+        }
+      }
+    }
+    .await;
+    if let Err(e) = result {
+      let _ = self.run(route, box_id, &["rm", "-rf", "--", &staging], "cleaning up").await;
+      return Err(e);
+    }
+    let flags = if gzip == Some(true) { "-xzf" } else { "-xf" };
+    let script = format!(r#"mkdir -p -- "$1" && cat "$2"/part-* | tar {flags} - -C "$1"; s=$?; rm -rf -- "$2"; exit $s"#);
+    self.run(route, box_id, &["sh", "-c", &script, "sh", path, &staging], "unpacking the upload").await?;
+    Ok(())
+  }
+
+  async fn upload_part(&self, spec: &Spec, staging: &str, index: usize, bytes: Bytes) -> Result<()> {
+    let len = bytes.len() as u64;
+    let file = reqwest::multipart::Part::stream_with_length(reqwest::Body::from(bytes), len).file_name("part");
+    let form =
+      reqwest::multipart::Form::new().text("dest", format!("{staging}/part-{index:06}")).part("file", file);
+    self.transport.empty(spec, Payload::Multipart(form)).await
+  }
+
+  async fn boxrun_download(self: &Arc<Self>, route: &Route, box_id: &str, path: &str) -> Result<ByteStream> {
+    let (parent, name) = split_path(path);
+    let staging = staging_dir();
+    let archive = format!("{staging}/archive.tar");
+    let script = r#"mkdir -p -- "$3" && tar -cf "$3/archive.tar" -C "$1" -- "$2""#;
+    if let Err(e) = self.run(route, box_id, &["sh", "-c", script, "sh", &parent, &name, &staging], "archiving").await {
+      let _ = self.run(route, box_id, &["rm", "-rf", "--", &staging], "cleaning up").await;
+      return Err(e);
+    }
+    let cleanup = StagingCleanup { inner: self.clone(), route: route.clone(), box_id: box_id.to_string(), dir: staging };
+    let spec = route.download_file(box_id, &archive);
+    let response = self.transport.send(&spec, Payload::None).await?;
+    let body = self.transport.body_stream(&spec, response);
+    Ok(Box::pin(body.map(move |item| {
+      let _keep = &cleanup;
+      item
+    })))
+  }
+}
+
+fn request_name(request: &ExecRequest) -> String {
+  request.cmd.first().cloned().unwrap_or_default()
+}
+
+fn staging_dir() -> String {
+  static COUNTER: AtomicU64 = AtomicU64::new(0);
+  let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+  let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+  format!("{BOXRUN_STAGING_DIR}/.boxlite-xfer-{}-{nanos:x}-{n}", std::process::id())
+}
+
+/// `(parent, name)` for `tar -C parent name`; `/` archives as `.` of `/`.
+fn split_path(path: &str) -> (String, String) {
+  let trimmed = path.trim_end_matches('/');
+  if trimmed.is_empty() {
+    return ("/".into(), ".".into());
+  }
+  match trimmed.rfind('/') {
+    Some(0) => ("/".into(), trimmed[1..].into()),
+    Some(i) => (trimmed[..i].into(), trimmed[i + 1..].into()),
+    None => (".".into(), trimmed.into()),
+  }
+}
+
+/// Removes a BoxRun staging directory once its download stream is finished or dropped.
+struct StagingCleanup {
+  inner: Arc<Inner>,
+  route: Route,
+  box_id: String,
+  dir: String,
+}
+
+impl Drop for StagingCleanup {
+  fn drop(&mut self) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+    let inner = self.inner.clone();
+    let route = self.route.clone();
+    let box_id = std::mem::take(&mut self.box_id);
+    let dir = std::mem::take(&mut self.dir);
+    handle.spawn(async move {
+      let _ = inner.run(&route, &box_id, &["rm", "-rf", "--", &dir], "cleaning up").await;
+    });
+  }
+}
+
+/// Unregisters an attach socket when its event stream goes away.
+struct AttachGuard {
+  inner: Weak<Inner>,
+  exec_id: String,
+  sink: SharedSink,
+}
+
+impl Drop for AttachGuard {
+  fn drop(&mut self) {
+    if let Some(inner) = self.inner.upgrade() {
+      let mut map = inner.attachments.lock().unwrap_or_else(|p| p.into_inner());
+      if map.get(&self.exec_id).is_some_and(|w| w.upgrade().is_none_or(|s| Arc::ptr_eq(&s, &self.sink))) {
+        map.remove(&self.exec_id);
+      }
+    }
+  }
+}
+
+enum EventKind {
+  SseEra,
+  Boxrun(sse::BoxrunEvents),
+}
+
+/// Exec events from an SSE body: yielded as they arrive, ending after `exit`; a body that ends
+/// or breaks before `exit` ends the stream with an error.
+fn sse_events(bytes: ByteStream, kind: EventKind, spec: &Spec, transport: Arc<Transport>) -> ExecEventStream {
+  struct State {
+    bytes: ByteStream,
+    decoder: sse::SseDecoder,
+    kind: EventKind,
+    queue: VecDeque<ExecEvent>,
+    spec: Spec,
+    transport: Arc<Transport>,
+  }
+  let state = State { bytes, decoder: sse::SseDecoder::new(), kind, queue: VecDeque::new(), spec: spec.clone(), transport };
+  Box::pin(futures_util::stream::unfold(Some(state), |state| async move {
+    let mut st = state?;
+    loop {
+      if let Some(event) = st.queue.pop_front() {
+        let last = matches!(event, ExecEvent::Exit(_));
+        return Some((Ok(event), if last { None } else { Some(st) }));
+      }
+      match st.bytes.next().await {
+        Some(Ok(chunk)) => {
+          for event in st.decoder.feed(&chunk) {
+            let decoded = match &mut st.kind {
+              EventKind::SseEra => sse::decode_sse_era(&event),
+              EventKind::Boxrun(events) => events.decode(&event),
+            };
+            match decoded {
+              Ok(sse::Decoded::Event(e)) => st.queue.push_back(e),
+              Ok(sse::Decoded::Skip) => {}
+              Ok(sse::Decoded::Failed(message)) => {
+                let message = format!("the server reported a failure in the stream: {message}");
+                return Some((Err(st.transport.protocol(&st.spec, message)), None));
+              }
+              Err(message) => return Some((Err(st.transport.protocol(&st.spec, message)), None)),
+            }
+          }
+        }
+        Some(Err(e)) => return Some((Err(e), None)),
+        None => {
+          let message = if st.decoder.has_partial_event() {
+            "the event stream was cut in the middle of an event, before the exit event"
+          } else {
+            "the event stream ended before the exit event"
+          };
+          let error = Error::Transport { method: st.spec.method.to_string(), path: st.spec.path.clone(), message: message.into() };
+          return Some((Err(error), None));
+        }
+      }
+    }
+  }))
+}
+
+/// Ends `events` with `Error::Timeout` at `deadline`, killing the execution first.
+fn with_deadline<K, F>(
+  events: ExecEventStream,
+  deadline: tokio::time::Instant,
+  limit: Duration,
+  operation: String,
+  killer: K,
+) -> ExecEventStream
+where
+  K: FnOnce() -> F + Send + 'static,
+  F: std::future::Future<Output = ()> + Send + 'static,
+{
+  Box::pin(futures_util::stream::unfold(Some((events, Some(killer))), move |state| {
+    let operation = operation.clone();
+    async move {
+      let (mut events, mut killer) = state?;
+      match tokio::time::timeout_at(deadline, events.next()).await {
+        Ok(Some(item)) => Some((item, Some((events, killer)))),
+        Ok(None) => None,
+        Err(_) => {
+          drop(events);
+          if let Some(kill) = killer.take() {
+            kill().await;
+          }
+          Some((Err(Error::Timeout { operation, after_ms: limit.as_millis() as u64 }), None))
+        }
+      }
+    }
+  }))
+}
+
+async fn collect(mut events: ExecEventStream) -> Result<ExecOutput> {
+  let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+  while let Some(event) = events.next().await {
+    match event? {
+      ExecEvent::Stdout(b) => stdout.extend_from_slice(&b),
+      ExecEvent::Stderr(b) => stderr.extend_from_slice(&b),
+      ExecEvent::Exit(code) => {
+        return Ok(ExecOutput {
+          stdout: String::from_utf8_lossy(&stdout).into_owned(),
+          stderr: String::from_utf8_lossy(&stderr).into_owned(),
+          // No code (killed before the server could wait for it) is an abnormal end.
+          exit_code: code.unwrap_or(-1),
+        })
+      }
+    }
+  }
+  Err(Error::Internal("exec output ended without exit event or error".into()))
+}
+
+#[async_trait]
+impl BoxClient for RestClient {
+  async fn create_box(&self, params: CreateBoxParams) -> Result<BoxRecord> {
+    let route = self.inner.route().await?;
+    if route.dialect == Dialect::Boxrun && params.rootfs_path.is_some() {
+      return Err(route.unsupported("createBox with rootfs_path"));
+    }
+    let spec = route.create_box(wire::create_body(route.dialect, &params));
+    self.inner.box_reply(&spec, Payload::None).await
+  }
+
+  async fn get_box(&self, box_id: &str) -> Result<BoxRecord> {
+    let route = self.inner.route().await?;
+    self.inner.box_reply(&route.get_box(box_id), Payload::None).await
+  }
+
+  async fn list_boxes(&self, status: Option<String>, page_size: Option<u32>) -> Result<Vec<BoxRecord>> {
+    let route = self.inner.route().await?;
+    let mut boxes = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..MAX_LIST_PAGES {
+      let spec = route.list_boxes(status.as_deref(), page_size, token.as_deref());
+      let value = self.inner.json(&spec).await?;
+      let (page, next) = wire::parse_box_list(&value).ok_or_else(|| self.inner.malformed(&spec, "a list of boxes", &value))?;
+      boxes.extend(page);
+      match next {
+        Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+        _ => break,
+      }
+    }
+    Ok(boxes)
+  }
+
+  async fn delete_box(&self, box_id: &str, force: bool) -> Result<()> {
+    let route = self.inner.route().await?;
+    self.inner.transport.empty(&route.delete_box(box_id, force), Payload::None).await
+  }
+
+  async fn start_box(&self, box_id: &str) -> Result<()> {
+    let route = self.inner.route().await?;
+    self.inner.transport.empty(&route.lifecycle(box_id, "start"), Payload::None).await
+  }
+
+  async fn stop_box(&self, box_id: &str) -> Result<()> {
+    let route = self.inner.route().await?;
+    self.inner.transport.empty(&route.lifecycle(box_id, "stop"), Payload::None).await
+  }
+
+  async fn exec(&self, box_id: &str, request: ExecRequest) -> Result<ExecOutput> {
+    let route = self.inner.route().await?.clone();
+    self.inner.exec(&route, box_id, request).await
+  }
+
+  async fn exec_stream(&self, box_id: &str, request: ExecRequest) -> Result<ExecEventStream> {
+    let route = self.inner.route().await?.clone();
+    self.inner.exec_stream(&route, box_id, request).await
+  }
+
+  async fn exec_async(&self, box_id: &str, request: ExecRequest) -> Result<Execution> {
+    let route = self.inner.route().await?;
+    self.inner.start_exec(route, box_id, &request).await
+  }
+
+  async fn get_exec_output(&self, box_id: &str, exec_id: &str) -> Result<ExecEventStream> {
+    let route = self.inner.route().await?.clone();
+    self.inner.open_output(&route, box_id, exec_id).await
+  }
+
+  async fn send_exec_input(&self, box_id: &str, exec_id: &str, data: Bytes, close: bool) -> Result<()> {
+    let route = self.inner.route().await?;
+    match route.dialect {
+      Dialect::Sse => {
+        let spec = route.exec_input(box_id, exec_id, close)?;
+        self.inner.transport.empty(&spec, Payload::Bytes(data)).await
+      }
+      Dialect::Current => {
+        let mut frames = Vec::new();
+        if !data.is_empty() {
+          frames.push(ws::stdin_frame(data));
+        }
+        if close {
+          frames.push(ws::stdin_eof_frame());
+        }
+        let spec = route.exec_output(box_id, exec_id);
+        let live = self.inner.attachments.lock().unwrap_or_else(|p| p.into_inner()).get(exec_id).and_then(Weak::upgrade);
+        match live {
+          Some(sink) => ws::send(&mut *sink.lock().await, frames, &spec).await,
+          None => {
+            // Nobody reads the output right now: attach briefly (the server keeps the output
+            // in its backlog for the next reader) and detach cleanly.
+            let (mut sink, _source) = ws::connect(&self.inner.transport, &spec).await?;
+            frames.push(tokio_tungstenite::tungstenite::Message::Close(None));
+            ws::send(&mut sink, frames, &spec).await
+          }
+        }
+      }
+      Dialect::Boxrun => Err(route.unsupported("sendExecInput (BoxRun executions have no stdin)")),
+    }
+  }
+
+  async fn signal_exec(&self, box_id: &str, exec_id: &str, signal: i32) -> Result<()> {
+    let route = self.inner.route().await?;
+    let spec = match (route.dialect, signal) {
+      // B only forwards a whitelist without SIGKILL; killing is `DELETE` on the execution.
+      (Dialect::Current, 9) => route.exec_kill(box_id, exec_id),
+      (Dialect::Boxrun, 1 | 2 | 9 | 15) => route.exec_kill(box_id, exec_id),
+      _ => route.exec_signal(box_id, exec_id, signal)?,
+    };
+    self.inner.transport.empty(&spec, Payload::None).await
+  }
+
+  async fn resize_exec(&self, box_id: &str, exec_id: &str, cols: u16, rows: u16) -> Result<()> {
+    if cols == 0 || rows == 0 {
+      return Err(Error::InvalidArgument { argument: "cols/rows".into(), problem: "must be at least 1".into() });
+    }
+    let route = self.inner.route().await?;
+    let spec = route.exec_resize(box_id, exec_id, cols, rows)?;
+    self.inner.transport.empty(&spec, Payload::None).await
+  }
+
+  async fn upload_files(&self, box_id: &str, path: &str, tar: ByteStream) -> Result<()> {
+    let route = self.inner.route().await?.clone();
+    if route.dialect == Dialect::Boxrun {
+      return self.inner.boxrun_upload(&route, box_id, path, tar).await;
+    }
+    let spec = route.upload(box_id, path)?;
+    self.inner.transport.empty(&spec, Payload::Stream(tar)).await
+  }
+
+  async fn download_files(&self, box_id: &str, path: &str) -> Result<ByteStream> {
+    let route = self.inner.route().await?.clone();
+    if route.dialect == Dialect::Boxrun {
+      return self.inner.boxrun_download(&route, box_id, path).await;
+    }
+    let spec = route.download(box_id, path)?;
+    let response = self.inner.transport.send(&spec, Payload::None).await?;
+    Ok(self.inner.transport.body_stream(&spec, response))
+  }
+
+  async fn create_snapshot(&self, box_id: &str, name: &str) -> Result<Snapshot> {
+    let route = self.inner.route().await?;
+    let spec = route.create_snapshot(box_id, name)?;
+    let value = self.inner.json(&spec).await?;
+    wire::parse_snapshot(&value, box_id).ok_or_else(|| self.inner.malformed(&spec, "a snapshot", &value))
+  }
+
+  async fn list_snapshots(&self, box_id: &str) -> Result<Vec<Snapshot>> {
+    let route = self.inner.route().await?;
+    let spec = route.list_snapshots(box_id)?;
+    let value = self.inner.json(&spec).await?;
+    wire::parse_snapshot_list(&value, box_id).ok_or_else(|| self.inner.malformed(&spec, "a list of snapshots", &value))
+  }
+
+  async fn restore_snapshot(&self, box_id: &str, name: &str) -> Result<()> {
+    let route = self.inner.route().await?;
+    self.inner.transport.empty(&route.restore_snapshot(box_id, name)?, Payload::None).await
+  }
+
+  async fn delete_snapshot(&self, box_id: &str, name: &str) -> Result<()> {
+    let route = self.inner.route().await?;
+    self.inner.transport.empty(&route.delete_snapshot(box_id, name)?, Payload::None).await
+  }
+
+  async fn clone_box(&self, box_id: &str, name: Option<String>) -> Result<BoxRecord> {
+    let route = self.inner.route().await?;
+    self.inner.box_reply(&route.clone_box(box_id, name.as_deref())?, Payload::None).await
+  }
+
+  async fn export_box(&self, box_id: &str) -> Result<ByteStream> {
+    let route = self.inner.route().await?;
+    let spec = route.export_box(box_id)?;
+    let response = self.inner.transport.send(&spec, Payload::None).await?;
+    Ok(self.inner.transport.body_stream(&spec, response))
+  }
+
+  async fn import_box(&self, archive: ByteStream) -> Result<BoxRecord> {
+    let route = self.inner.route().await?;
+    let spec = route.import_box()?;
+    self.inner.box_reply(&spec, Payload::Stream(archive)).await
+  }
+
+  async fn get_metrics(&self) -> Result<Value> {
+    let route = self.inner.route().await?;
+    self.inner.json(&route.metrics()?).await
+  }
+
+  async fn get_box_metrics(&self, box_id: &str) -> Result<Value> {
+    let route = self.inner.route().await?;
+    self.inner.json(&route.box_metrics(box_id)?).await
+  }
+
+  async fn get_config(&self) -> Result<Value> {
+    let route = self.inner.route().await?;
+    self.inner.json(&route.config()).await
+  }
+
+  async fn dispose(&self) -> Result<()> {
+    self.inner.disposed.store(true, Ordering::Release);
+    self.inner.attachments.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    Ok(())
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use serde_json::json;
+
+  #[test]
+  fn probe_matrix_identifies_each_dialect() {
+    // (config, me, token endpoint, info) → dialect, following server-apis.md §0.2.
+    assert_eq!(after_config(200), Probe::Me);
+    assert_eq!(after_me(200), Probe::Found(Dialect::Current));
+    assert_eq!(after_me(404), Probe::Found(Dialect::Sse));
+    assert_eq!(after_me(401), Probe::TokenEndpoint);
+    assert_eq!(after_token_endpoint(404), Probe::Found(Dialect::Current));
+    assert_eq!(after_token_endpoint(400), Probe::Found(Dialect::Sse));
+    assert_eq!(after_token_endpoint(401), Probe::Found(Dialect::Sse));
+    assert_eq!(after_config(404), Probe::Info);
+    assert_eq!(after_info(200), Probe::Found(Dialect::Boxrun));
+    assert_eq!(after_info(404), Probe::Unknown);
+    assert_eq!(after_config(500), Probe::Unknown);
+  }
+
+  #[test]
+  fn principal_prefix_reads_path_prefix_then_prefix() {
+    assert_eq!(principal_prefix(&json!({"path_prefix": "us-east/team-42"})).as_deref(), Some("us-east/team-42"));
+    assert_eq!(principal_prefix(&json!({"prefix": "org1", "sub": "x"})).as_deref(), Some("org1"));
+    assert_eq!(principal_prefix(&json!({"path_prefix": null, "prefix": null})), None);
+    assert_eq!(principal_prefix(&json!({"prefix": ""})), None);
+  }
+
+  #[test]
+  fn download_paths_split_into_parent_and_name() {
+    assert_eq!(split_path("/root/dir/"), ("/root".into(), "dir".into()));
+    assert_eq!(split_path("/etc"), ("/".into(), "etc".into()));
+    assert_eq!(split_path("/"), ("/".into(), ".".into()));
+    assert_eq!(split_path("rel"), (".".into(), "rel".into()));
+  }
+
+  #[tokio::test]
+  async fn collect_joins_output_and_maps_a_missing_exit_code_to_minus_one() {
+    let events: Vec<Result<ExecEvent>> = vec![
+      Ok(ExecEvent::Stdout(Bytes::from_static(b"a\xc3"))),
+      Ok(ExecEvent::Stdout(Bytes::from_static(b"\xa9"))),
+      Ok(ExecEvent::Stderr(Bytes::from_static(b"e"))),
+      Ok(ExecEvent::Exit(None)),
+    ];
+    let output = collect(Box::pin(futures_util::stream::iter(events))).await.unwrap();
+    assert_eq!(output, ExecOutput { stdout: "aé".into(), stderr: "e".into(), exit_code: -1 });
+  }
+
+  #[tokio::test]
+  async fn a_deadline_kills_and_ends_the_stream_with_a_timeout() {
+    let killed = Arc::new(AtomicBool::new(false));
+    let never: ExecEventStream = Box::pin(futures_util::stream::pending());
+    let flag = killed.clone();
+    let killer = move || async move { flag.store(true, Ordering::SeqCst) };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
+    let mut stream = with_deadline(never, deadline, Duration::from_millis(20), "exec of 'sleep'".into(), killer);
+    let error = stream.next().await.unwrap().unwrap_err();
+    assert_eq!(error.code(), "timeout");
+    assert!(killed.load(Ordering::SeqCst));
+    assert!(stream.next().await.is_none());
+  }
+
+  #[test]
+  fn connect_does_no_io_and_debug_hides_the_token() {
+    let config = RemoteConfig {
+      api_url: url::Url::parse("http://127.0.0.1:1").unwrap(),
+      prefix: None,
+      auth: Auth::Token(crate::config::Secret::new("tok-secret-1")),
+      dialect: DialectChoice::Auto,
+    };
+    let client = connect_with(&config, Tuning::default()).unwrap();
+    assert!(!format!("{client:?}").contains("tok-secret-1"));
+  }
+}

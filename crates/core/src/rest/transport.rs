@@ -1,0 +1,599 @@
+//! The only module that sends HTTP: one pooled reqwest client per adapter (rustls with the ring
+//! provider), the bearer (static, or an OAuth2 token cached and refreshed, with one transparent
+//! retry after a 401), bounded retries with backoff, timeouts, redirects kept on the configured
+//! origin, and the mapping of every failure onto `Error` with method and path but never a
+//! query string or a credential.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use futures_util::{StreamExt, TryStreamExt};
+use reqwest::{header, redirect, Method, StatusCode};
+use serde_json::Value;
+use url::Url;
+
+use super::auth::{self, CachedToken};
+use super::request::{Body, Deadline, Dialect, Route, Spec};
+use super::wire;
+use crate::client::ByteStream;
+use crate::config::{Auth, RemoteConfig, Secret};
+use crate::error::{ApiError, Error, Result};
+
+/// Establishing a TCP/TLS connection; a server that does not answer a SYN in this time is down.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A metadata call (get, list, delete, …) end to end, body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Calls that may boot a VM or pull an image first (BoxRun's synchronous create, start, the
+/// first exec on a cold box); BoxRun's own clients wait up to 120 s, image pulls can take longer.
+pub const SLOW_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+/// Silence on an open stream after which it is declared dead. Every server sends a keep-alive
+/// every 15 s (SSE comments, WebSocket pings), so three missed ones mean the peer is gone.
+pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+/// Retries of an idempotent request after a connection failure or a 502/503/504.
+pub const MAX_RETRIES: u32 = 3;
+/// First backoff delay; doubled per retry up to `RETRY_MAX_DELAY`.
+pub const RETRY_BASE_DELAY: Duration = Duration::from_millis(200);
+pub const RETRY_MAX_DELAY: Duration = Duration::from_secs(2);
+/// Same-origin redirects followed at most; cross-origin ones are never followed.
+pub const MAX_REDIRECTS: usize = 5;
+/// Error bodies are read up to this size before being parsed (and cut to 4 KiB for display).
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// Timing knobs, defaulting to the constants above; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+  pub connect_timeout: Duration,
+  pub request_timeout: Duration,
+  pub slow_request_timeout: Duration,
+  pub stream_idle_timeout: Duration,
+  pub max_retries: u32,
+  pub retry_base_delay: Duration,
+}
+
+impl Default for Tuning {
+  fn default() -> Self {
+    Tuning {
+      connect_timeout: CONNECT_TIMEOUT,
+      request_timeout: REQUEST_TIMEOUT,
+      slow_request_timeout: SLOW_REQUEST_TIMEOUT,
+      stream_idle_timeout: STREAM_IDLE_TIMEOUT,
+      max_retries: MAX_RETRIES,
+      retry_base_delay: RETRY_BASE_DELAY,
+    }
+  }
+}
+
+/// What goes in the body of one request.
+pub enum Payload {
+  None,
+  /// Replayable bytes (JSON and forms are built from the `Spec`).
+  Bytes(Bytes),
+  /// Single-use: a request carrying it is never retried.
+  Stream(ByteStream),
+  Multipart(reqwest::multipart::Form),
+}
+
+impl Payload {
+  fn replayable(&self) -> bool {
+    matches!(self, Payload::None | Payload::Bytes(_))
+  }
+}
+
+pub struct Transport {
+  http: reqwest::Client,
+  api_url: Url,
+  auth: Auth,
+  /// The OAuth2 token; the async lock also makes concurrent first requests fetch only once.
+  token: tokio::sync::Mutex<Option<CachedToken>>,
+  /// Every credential this client knows, for scrubbing server-echoed text.
+  secrets: Mutex<Vec<Secret>>,
+  ws_tls: Arc<rustls::ClientConfig>,
+  pub tuning: Tuning,
+}
+
+impl std::fmt::Debug for Transport {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("Transport").field("api_url", &self.api_url.as_str()).field("auth", &self.auth).finish()
+  }
+}
+
+fn tls_config(alpn: &[&[u8]]) -> Result<rustls::ClientConfig> {
+  use rustls_platform_verifier::BuilderVerifierExt;
+  let provider = Arc::new(rustls::crypto::ring::default_provider());
+  let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    .with_safe_default_protocol_versions()
+    .and_then(|b| b.with_platform_verifier())
+    .map_err(|e| Error::Environment { message: format!("cannot set up TLS: {e}") })?
+    .with_no_client_auth();
+  config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+  Ok(config)
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+  a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
+}
+
+impl Transport {
+  /// Builds the client; no I/O happens here.
+  pub fn new(config: &RemoteConfig, tuning: Tuning) -> Result<Self> {
+    // Credentials must never reach another origin: redirects are followed only within the
+    // configured scheme, host and port (a refused redirect surfaces as an API error).
+    let policy = redirect::Policy::custom(|attempt| {
+      if attempt.previous().len() > MAX_REDIRECTS {
+        return attempt.error("too many redirects");
+      }
+      let same = attempt.previous().first().is_none_or(|first| same_origin(first, attempt.url()));
+      if same {
+        attempt.follow()
+      } else {
+        attempt.stop()
+      }
+    });
+    let http = reqwest::Client::builder()
+      .tls_backend_preconfigured(tls_config(&[b"h2", b"http/1.1"])?)
+      .connect_timeout(tuning.connect_timeout)
+      .redirect(policy)
+      .pool_idle_timeout(Duration::from_secs(90))
+      .tcp_nodelay(true)
+      .user_agent(concat!("sandbank-boxlite/", env!("CARGO_PKG_VERSION")))
+      .build()
+      .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {}", chain(&e))))?;
+    let mut secrets = Vec::new();
+    match &config.auth {
+      Auth::Token(t) => secrets.push(t.clone()),
+      Auth::ClientCredentials { client_secret, .. } => secrets.push(client_secret.clone()),
+      Auth::None => {}
+    }
+    Ok(Transport {
+      http,
+      api_url: config.api_url.clone(),
+      auth: config.auth.clone(),
+      token: tokio::sync::Mutex::new(None),
+      secrets: Mutex::new(secrets),
+      ws_tls: Arc::new(tls_config(&[b"http/1.1"])?),
+      tuning,
+    })
+  }
+
+  pub fn api_path(&self) -> &str {
+    self.api_url.path()
+  }
+
+  pub fn ws_tls(&self) -> Arc<rustls::ClientConfig> {
+    self.ws_tls.clone()
+  }
+
+  pub fn uses_client_credentials(&self) -> bool {
+    matches!(self.auth, Auth::ClientCredentials { .. })
+  }
+
+  /// The full URL of a spec (path already encoded; query encoded here).
+  pub fn url(&self, spec: &Spec) -> Url {
+    let mut url = self.api_url.clone();
+    url.set_path(&spec.path);
+    url.set_query(None);
+    if !spec.query.is_empty() {
+      let mut pairs = url.query_pairs_mut();
+      for (k, v) in &spec.query {
+        pairs.append_pair(k, v);
+      }
+    }
+    url
+  }
+
+  /// The bearer to send, fetching or refreshing the OAuth2 token when needed.
+  pub async fn bearer(&self) -> Result<Option<Secret>> {
+    match &self.auth {
+      Auth::None => Ok(None),
+      Auth::Token(token) => Ok(Some(token.clone())),
+      Auth::ClientCredentials { client_id, client_secret } => {
+        let mut cached = self.token.lock().await;
+        if let Some(token) = cached.as_ref().filter(|t| t.is_fresh(Instant::now())) {
+          return Ok(Some(token.token.clone()));
+        }
+        let spec = Route::new(Dialect::Sse, self.api_path(), None).token(auth::token_form(client_id, client_secret));
+        let (token, lifetime) = self.fetch_token(&spec).await?;
+        self.remember(&token);
+        *cached = Some(CachedToken::new(token.clone(), lifetime, Instant::now()));
+        Ok(Some(token))
+      }
+    }
+  }
+
+  /// Forgets `used` after the server refused it, so the next `bearer()` fetches a new one.
+  pub async fn invalidate(&self, used: &Secret) {
+    let mut cached = self.token.lock().await;
+    if cached.as_ref().is_some_and(|t| &t.token == used) {
+      *cached = None;
+    }
+  }
+
+  fn remember(&self, token: &Secret) {
+    let mut secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
+    if !secrets.contains(token) {
+      secrets.push(token.clone());
+      // Keep the static credential plus the last few issued tokens.
+      if secrets.len() > 8 {
+        secrets.remove(1);
+      }
+    }
+  }
+
+  /// Replaces every known credential in `text` by `[REDACTED]`.
+  pub fn redact(&self, text: &str) -> String {
+    let secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
+    let mut text = text.to_string();
+    for secret in secrets.iter() {
+      if secret.expose().len() >= 4 && text.contains(secret.expose()) {
+        text = text.replace(secret.expose(), "[REDACTED]");
+      }
+    }
+    text
+  }
+
+  async fn fetch_token(&self, spec: &Spec) -> Result<(Secret, Duration)> {
+    let response = self.send_once(spec, None, Payload::None).await?;
+    let status = response.status();
+    let body = read_capped(response, ERROR_BODY_LIMIT).await;
+    if !status.is_success() {
+      let mut api = wire::parse_api_error(status.as_u16(), &body, spec.method.as_str(), &spec.path);
+      api.message = if status == StatusCode::NOT_FOUND {
+        "the server has no OAuth2 token endpoint (clientId/clientSecret work only with the SSE-era BoxLite REST API; use apiToken)".into()
+      } else {
+        format!("OAuth2 token request refused: {}", self.redact(&api.message))
+      };
+      return Err(Error::Api(Box::new(api)));
+    }
+    auth::parse_token_reply(&body).map_err(|message| self.protocol(spec, message))
+  }
+
+  fn build(&self, spec: &Spec, bearer: Option<&Secret>, payload: Payload) -> reqwest::RequestBuilder {
+    let mut request = self.http.request(spec.method.clone(), self.url(spec));
+    if let Some(accept) = spec.accept {
+      request = request.header(header::ACCEPT, accept);
+    }
+    for (name, value) in &spec.headers {
+      request = request.header(*name, *value);
+    }
+    if let Some(token) = bearer {
+      let mut value = header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        .unwrap_or_else(|_| header::HeaderValue::from_static("Bearer invalid"));
+      value.set_sensitive(true);
+      request = request.header(header::AUTHORIZATION, value);
+    }
+    match spec.deadline {
+      Deadline::Normal => request = request.timeout(self.tuning.request_timeout),
+      Deadline::Slow => request = request.timeout(self.tuning.slow_request_timeout),
+      Deadline::Stream => {}
+    }
+    match (&spec.body, payload) {
+      (Body::Json(value), _) => {
+        request = request.header(header::CONTENT_TYPE, "application/json").body(value.to_string());
+      }
+      (Body::Form(form), _) => {
+        request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(form.clone());
+      }
+      (Body::Stream(_) | Body::Bytes(_), Payload::Multipart(form)) => request = request.multipart(form),
+      (Body::Stream(content_type) | Body::Bytes(content_type), Payload::Stream(stream)) => {
+        let stream = stream.map_err(|e| std::io::Error::other(e.to_string()));
+        request = request.header(header::CONTENT_TYPE, *content_type).body(reqwest::Body::wrap_stream(stream));
+      }
+      (Body::Stream(content_type) | Body::Bytes(content_type), Payload::Bytes(bytes)) => {
+        request = request.header(header::CONTENT_TYPE, *content_type).body(bytes);
+      }
+      (Body::Stream(content_type) | Body::Bytes(content_type), Payload::None) => {
+        request = request.header(header::CONTENT_TYPE, *content_type).body(Vec::new());
+      }
+      (Body::Empty, _) => {}
+    }
+    request
+  }
+
+  async fn send_once(&self, spec: &Spec, bearer: Option<&Secret>, payload: Payload) -> Result<reqwest::Response> {
+    let request = self.build(spec, bearer, payload);
+    let sent = match spec.deadline {
+      // Streams have no total bound, but their headers must come within the slow bound.
+      Deadline::Stream => match tokio::time::timeout(self.tuning.slow_request_timeout, request.send()).await {
+        Ok(result) => result,
+        Err(_) => return Err(self.timeout(spec, self.tuning.slow_request_timeout)),
+      },
+      _ => request.send().await,
+    };
+    sent.map_err(|e| self.transport_error(spec, &e))
+  }
+
+  /// Sends `spec`, retrying where that is safe, and returns a successful response or the error.
+  pub async fn send(&self, spec: &Spec, payload: Payload) -> Result<reqwest::Response> {
+    let replayable = payload.replayable();
+    let mut payload = Some(payload);
+    let mut attempt = 0u32;
+    let mut refreshed = false;
+    loop {
+      let bearer = if spec.auth { self.bearer().await? } else { None };
+      let this = if replayable {
+        match payload.as_ref() {
+          Some(Payload::Bytes(b)) => Payload::Bytes(b.clone()),
+          _ => Payload::None,
+        }
+      } else {
+        payload.take().unwrap_or(Payload::None)
+      };
+      let request = self.build(spec, bearer.as_ref(), this);
+      let sent = match spec.deadline {
+        Deadline::Stream => match tokio::time::timeout(self.tuning.slow_request_timeout, request.send()).await {
+          Ok(result) => result,
+          Err(_) => return Err(self.timeout(spec, self.tuning.slow_request_timeout)),
+        },
+        _ => request.send().await,
+      };
+      match sent {
+        Err(e) => {
+          // A connect failure never reached the server, so any method may go again.
+          let retry = replayable && attempt < self.tuning.max_retries && !e.is_timeout() && (e.is_connect() || spec.idempotent);
+          if retry {
+            tokio::time::sleep(self.backoff(attempt)).await;
+            attempt += 1;
+            continue;
+          }
+          return Err(self.transport_error(spec, &e));
+        }
+        Ok(response) => {
+          let status = response.status();
+          if status == StatusCode::UNAUTHORIZED && self.uses_client_credentials() && !refreshed && replayable {
+            if let Some(used) = &bearer {
+              self.invalidate(used).await;
+            }
+            refreshed = true;
+            continue;
+          }
+          let gateway = matches!(status.as_u16(), 502..=504);
+          if gateway && spec.idempotent && replayable && attempt < self.tuning.max_retries {
+            tokio::time::sleep(self.backoff(attempt)).await;
+            attempt += 1;
+            continue;
+          }
+          if status.is_success() {
+            return Ok(response);
+          }
+          return Err(self.api_error(spec, response).await);
+        }
+      }
+    }
+  }
+
+  fn backoff(&self, attempt: u32) -> Duration {
+    let delay = self.tuning.retry_base_delay.saturating_mul(1 << attempt.min(8));
+    delay.min(RETRY_MAX_DELAY.max(self.tuning.retry_base_delay))
+  }
+
+  /// A JSON reply (`Value::Null` for an empty body).
+  pub async fn json(&self, spec: &Spec, payload: Payload) -> Result<Value> {
+    let response = self.send(spec, payload).await?;
+    let content_type = content_type(&response);
+    let body = response.bytes().await.map_err(|e| self.body_error(spec, &e))?;
+    parse_json_body(&body, &content_type).map_err(|message| self.protocol(spec, message))
+  }
+
+  /// A reply whose body does not matter (204, `{"ok": true}`, a `Box` nobody asked for).
+  pub async fn empty(&self, spec: &Spec, payload: Payload) -> Result<()> {
+    let response = self.send(spec, payload).await?;
+    // Drain so the connection goes back to the pool; a failure here changes nothing.
+    let _ = response.bytes().await;
+    Ok(())
+  }
+
+  /// A streamed reply body, bounded by the idle timeout.
+  pub fn body_stream(self: &Arc<Self>, spec: &Spec, response: reqwest::Response) -> ByteStream {
+    let method = spec.method.clone();
+    let path = spec.path.clone();
+    let this = self.clone();
+    let stream = response.bytes_stream().map(move |item| {
+      item.map_err(|e| Error::Transport {
+        method: method.to_string(),
+        path: path.clone(),
+        message: this.redact(&format!("the response body broke off: {}", chain(&e))),
+      })
+    });
+    Box::pin(idle_bounded(stream, self.tuning.stream_idle_timeout, spec.method.clone(), spec.path.clone()))
+  }
+
+  pub fn timeout(&self, spec: &Spec, after: Duration) -> Error {
+    Error::Timeout { operation: format!("{} {}", spec.method, spec.path), after_ms: after.as_millis() as u64 }
+  }
+
+  pub fn protocol(&self, spec: &Spec, message: impl Into<String>) -> Error {
+    Error::Protocol { method: spec.method.to_string(), path: spec.path.clone(), message: self.redact(&message.into()) }
+  }
+
+  fn transport_error(&self, spec: &Spec, e: &reqwest::Error) -> Error {
+    if e.is_timeout() {
+      let after = match spec.deadline {
+        Deadline::Normal => self.tuning.request_timeout,
+        _ => self.tuning.slow_request_timeout,
+      };
+      return self.timeout(spec, after);
+    }
+    Error::Transport { method: spec.method.to_string(), path: spec.path.clone(), message: self.redact(&chain(e)) }
+  }
+
+  fn body_error(&self, spec: &Spec, e: &reqwest::Error) -> Error {
+    if e.is_timeout() {
+      return self.timeout(spec, self.tuning.request_timeout);
+    }
+    Error::Transport {
+      method: spec.method.to_string(),
+      path: spec.path.clone(),
+      message: self.redact(&format!("the response body is incomplete: {}", chain(e))),
+    }
+  }
+
+  /// Turns a non-success response into `Error::Api` (credentials scrubbed from the text).
+  pub async fn api_error(&self, spec: &Spec, response: reqwest::Response) -> Error {
+    let status = response.status();
+    let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = read_capped(response, ERROR_BODY_LIMIT).await;
+    let mut api = wire::parse_api_error(status.as_u16(), &body, spec.method.as_str(), &spec.path);
+    if status.is_redirection() {
+      let target = location
+        .and_then(|l| self.url(spec).join(&l).ok())
+        .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("?")))
+        .unwrap_or_else(|| "another location".into());
+      api.message = format!("redirect to {target} not followed (credentials stay with the configured server)");
+    }
+    api.message = self.redact(&api.message);
+    self.api(api)
+  }
+
+  pub fn api(&self, api: ApiError) -> Error {
+    Error::Api(Box::new(api))
+  }
+
+  /// Status-only API error (e.g. a refused WebSocket upgrade), body parsed like any other.
+  pub fn api_error_from(&self, spec: &Spec, status: u16, body: &[u8]) -> Error {
+    let mut api = wire::parse_api_error(status, body, spec.method.as_str(), &spec.path);
+    api.message = self.redact(&api.message);
+    self.api(api)
+  }
+}
+
+fn content_type(response: &reqwest::Response) -> String {
+  response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+}
+
+/// Parses a JSON reply body; the error text names the content type and shows the body's start.
+pub fn parse_json_body(body: &[u8], content_type: &str) -> std::result::Result<Value, String> {
+  if body.iter().all(u8::is_ascii_whitespace) {
+    return Ok(Value::Null);
+  }
+  serde_json::from_slice(body).map_err(|e| {
+    let kind = if content_type.is_empty() { "no content type".to_string() } else { format!("content type '{content_type}'") };
+    format!("expected a JSON body, got one that does not parse ({e}; {kind}): {}", wire::excerpt(body))
+  })
+}
+
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+  let mut body = Vec::new();
+  while let Ok(Some(chunk)) = response.chunk().await {
+    body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]);
+    if body.len() >= limit {
+      break;
+    }
+  }
+  body
+}
+
+/// The error and its sources, joined, without the URL reqwest would add.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+  let mut parts = Vec::new();
+  let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+  while let Some(e) = current {
+    let text = e.to_string();
+    // reqwest's own Display names the URL (with its query); its sources say what happened.
+    let text = match text.find(" for url (") {
+      Some(i) => text[..i].to_string(),
+      None => text,
+    };
+    if parts.last() != Some(&text) {
+      parts.push(text);
+    }
+    current = e.source();
+  }
+  parts.join(": ")
+}
+
+/// Ends `inner` with a transport error when it yields nothing for `idle`.
+pub fn idle_bounded<S, T>(
+  inner: S,
+  idle: Duration,
+  method: Method,
+  path: String,
+) -> impl Stream<Item = Result<T>> + Send + 'static
+where
+  S: Stream<Item = Result<T>> + Send + 'static,
+  T: Send + 'static,
+{
+  let inner: Pin<Box<dyn Stream<Item = Result<T>> + Send>> = Box::pin(inner);
+  futures_util::stream::unfold(Some(inner), move |state| {
+    let method = method.clone();
+    let path = path.clone();
+    async move {
+      let mut inner = state?;
+      match tokio::time::timeout(idle, inner.next()).await {
+        Ok(Some(item)) => Some((item, Some(inner))),
+        Ok(None) => None,
+        Err(_) => Some((
+          Err(Error::Transport {
+            method: method.to_string(),
+            path,
+            message: format!("no data for {} s; the server stopped answering", idle.as_secs_f64()),
+          }),
+          None,
+        )),
+      }
+    }
+  })
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn json_bodies_parse_and_empty_bodies_are_null() {
+    assert_eq!(parse_json_body(b"  ", "application/json").unwrap(), Value::Null);
+    assert_eq!(parse_json_body(br#"{"a":1}"#, "").unwrap()["a"], 1);
+  }
+
+  #[test]
+  fn malformed_json_names_the_content_type_and_shows_the_body() {
+    let message = parse_json_body(b"<html>oops</html>", "text/html").unwrap_err();
+    assert!(message.contains("content type 'text/html'") && message.contains("<html>oops</html>"), "{message}");
+    let truncated = parse_json_body(br#"{"boxes": [{"box_id": "#, "application/json").unwrap_err();
+    assert!(truncated.contains("does not parse"), "{truncated}");
+  }
+
+  #[test]
+  fn origins_compare_scheme_host_and_port() {
+    let a = Url::parse("http://h:9090/x").unwrap();
+    assert!(same_origin(&a, &Url::parse("http://h:9090/y?z").unwrap()));
+    assert!(!same_origin(&a, &Url::parse("http://h:9091/x").unwrap()));
+    assert!(!same_origin(&a, &Url::parse("https://h:9090/x").unwrap()));
+    assert!(!same_origin(&a, &Url::parse("http://evil:9090/x").unwrap()));
+    assert!(same_origin(&Url::parse("https://h/").unwrap(), &Url::parse("https://h:443/").unwrap()));
+  }
+
+  fn transport(auth: Auth) -> Transport {
+    let config = RemoteConfig {
+      api_url: Url::parse("http://127.0.0.1:1/api/").unwrap(),
+      prefix: None,
+      auth,
+      dialect: crate::config::DialectChoice::Auto,
+    };
+    Transport::new(&config, Tuning::default()).unwrap()
+  }
+
+  #[test]
+  fn known_credentials_are_scrubbed_from_text() {
+    let t = transport(Auth::Token(Secret::new("tok-123456")));
+    assert_eq!(t.redact("bad token tok-123456!"), "bad token [REDACTED]!");
+    assert!(!format!("{t:?}").contains("tok-123456"));
+  }
+
+  #[test]
+  fn urls_keep_the_base_path_and_encode_the_query() {
+    let t = transport(Auth::None);
+    let route = Route::new(Dialect::Current, t.api_path(), None);
+    let spec = route.download("b", "/root/a b&c").unwrap();
+    assert_eq!(t.url(&spec).as_str(), "http://127.0.0.1:1/api/v1/boxes/b/files?path=%2Froot%2Fa+b%26c");
+  }
+
+  #[test]
+  fn backoff_doubles_up_to_the_cap() {
+    let t = transport(Auth::None);
+    let delays: Vec<_> = (0..6).map(|a| t.backoff(a).as_millis()).collect();
+    assert_eq!(delays, vec![200, 400, 800, 1600, 2000, 2000]);
+  }
+}

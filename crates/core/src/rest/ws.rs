@@ -1,0 +1,220 @@
+//! The execution attach WebSocket of the current BoxLite dialect: frame meaning, sans IO
+//! (`[channel][payload]` binary frames, JSON control frames, `exit` then a close that may carry
+//! no status code), and the connection itself (URL derived from the HTTP one, bearer on the
+//! upgrade, handshake timeout, one retry after a 401 with a fresh OAuth2 token).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use super::request::Spec;
+use super::transport::{chain, Transport};
+use crate::client::ExecEvent;
+use crate::error::{Error, Result};
+
+/// The upgrade must complete in this time; a server that accepts TCP but never answers the
+/// upgrade would otherwise hold the call forever.
+pub const WS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type WsSink = SplitSink<Socket, Message>;
+pub type WsSource = SplitStream<Socket>;
+
+/// What one server frame means.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+  Output(ExecEvent),
+  Exit(Option<i32>),
+  /// A non-fatal problem the server reports (bad control frame, rejected signal, …).
+  ServerError(String),
+  Closed,
+  Skip,
+}
+
+pub fn decode(message: &Message) -> Frame {
+  match message {
+    Message::Binary(data) if !data.is_empty() => {
+      let payload = data.slice(1..);
+      match data[0] {
+        0x01 => Frame::Output(ExecEvent::Stdout(payload)),
+        0x02 => Frame::Output(ExecEvent::Stderr(payload)),
+        _ => Frame::Skip,
+      }
+    }
+    Message::Text(text) => match serde_json::from_str::<Value>(text.as_str()) {
+      Ok(value) => match value.get("type").and_then(Value::as_str) {
+        Some("exit") => Frame::Exit(
+          value
+            .get("exit_code")
+            .or_else(|| value.get("code"))
+            .and_then(Value::as_i64)
+            .and_then(|c| i32::try_from(c).ok()),
+        ),
+        Some("error") => {
+          Frame::ServerError(value.get("message").and_then(Value::as_str).unwrap_or("error").to_string())
+        }
+        _ => Frame::Skip,
+      },
+      Err(_) => Frame::Skip,
+    },
+    Message::Close(_) => Frame::Closed,
+    _ => Frame::Skip,
+  }
+}
+
+pub fn stdin_frame(data: Bytes) -> Message {
+  Message::Binary(data)
+}
+
+pub fn stdin_eof_frame() -> Message {
+  Message::Text(json!({"type": "stdin_eof"}).to_string().into())
+}
+
+pub fn resize_frame(cols: u16, rows: u16) -> Message {
+  Message::Text(json!({"type": "resize", "cols": cols, "rows": rows}).to_string().into())
+}
+
+/// Opens the attach socket of `spec` (an `…/attach` path).
+pub async fn connect(transport: &Transport, spec: &Spec) -> Result<(WsSink, WsSource)> {
+  let mut refreshed = false;
+  loop {
+    let bearer = transport.bearer().await?;
+    let mut url = transport.url(spec);
+    let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+    let _ = url.set_scheme(scheme);
+    let mut request = url
+      .as_str()
+      .into_client_request()
+      .map_err(|e| Error::Internal(format!("bad WebSocket request: {}", chain(&e))))?;
+    if let Some(token) = &bearer {
+      let mut value = format!("Bearer {}", token.expose())
+        .parse::<tungstenite::http::HeaderValue>()
+        .map_err(|_| Error::InvalidConfig { field: "config.apiToken".into(), problem: "is not a valid header value".into() })?;
+      value.set_sensitive(true);
+      request.headers_mut().insert(tungstenite::http::header::AUTHORIZATION, value);
+    }
+    let connector = if scheme == "wss" { Connector::Rustls(transport.ws_tls()) } else { Connector::Plain };
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector));
+    let outcome = match tokio::time::timeout(WS_HANDSHAKE_TIMEOUT, connecting).await {
+      Err(_) => return Err(transport.timeout(spec, WS_HANDSHAKE_TIMEOUT)),
+      Ok(outcome) => outcome,
+    };
+    match outcome {
+      Ok((socket, _)) => return Ok(socket.split()),
+      Err(tungstenite::Error::Http(response)) => {
+        let status = response.status().as_u16();
+        if status == 401 && transport.uses_client_credentials() && !refreshed {
+          if let Some(used) = &bearer {
+            transport.invalidate(used).await;
+          }
+          refreshed = true;
+          continue;
+        }
+        let body = response.body().clone().unwrap_or_default();
+        return Err(transport.api_error_from(spec, status, &body));
+      }
+      Err(e) => {
+        return Err(Error::Transport {
+          method: spec.method.to_string(),
+          path: spec.path.clone(),
+          message: transport.redact(&format!("WebSocket attach failed: {}", chain(&e))),
+        })
+      }
+    }
+  }
+}
+
+/// The events of an attached execution, ending after the exit frame. A close or a broken
+/// connection before it is an error; silence longer than `idle` is one too.
+pub fn events(
+  source: WsSource,
+  idle: Duration,
+  spec: &Spec,
+  guard: Option<Arc<dyn Send + Sync>>,
+) -> impl futures_core::Stream<Item = Result<ExecEvent>> + Send + 'static {
+  let method = spec.method.to_string();
+  let path = spec.path.clone();
+  futures_util::stream::unfold(Some((source, guard)), move |state| {
+    let method = method.clone();
+    let path = path.clone();
+    async move {
+      let (mut source, guard) = state?;
+      let broke = |message: String| Error::Transport { method: method.clone(), path: path.clone(), message };
+      loop {
+        let next = match tokio::time::timeout(idle, source.next()).await {
+          Err(_) => {
+            let message = format!("no frame for {} s; the server stopped answering", idle.as_secs_f64());
+            return Some((Err(broke(message)), None));
+          }
+          Ok(next) => next,
+        };
+        match next {
+          None => return Some((Err(broke("the attach connection closed before the exit frame".into())), None)),
+          Some(Err(e)) => {
+            return Some((Err(broke(format!("the attach connection broke: {}", chain(&e)))), None));
+          }
+          Some(Ok(message)) => match decode(&message) {
+            Frame::Output(event) => return Some((Ok(event), Some((source, guard)))),
+            Frame::Exit(code) => return Some((Ok(ExecEvent::Exit(code)), None)),
+            Frame::Closed => {
+              return Some((Err(broke("the server closed the attach connection before the exit frame".into())), None))
+            }
+            Frame::ServerError(_) | Frame::Skip => continue,
+          },
+        }
+      }
+    }
+  })
+}
+
+/// Sends `frames` on `sink`, mapping failures to transport errors.
+pub async fn send(sink: &mut WsSink, frames: Vec<Message>, spec: &Spec) -> Result<()> {
+  for frame in frames {
+    sink.send(frame).await.map_err(|e| Error::Transport {
+      method: spec.method.to_string(),
+      path: spec.path.clone(),
+      message: format!("cannot write to the attach connection: {}", chain(&e)),
+    })?;
+  }
+  Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn frames_map_to_events() {
+    let cases: Vec<(Message, Frame)> = vec![
+      (Message::Binary(Bytes::from_static(b"\x01hello")), Frame::Output(ExecEvent::Stdout(Bytes::from_static(b"hello")))),
+      (Message::Binary(Bytes::from_static(b"\x02oops")), Frame::Output(ExecEvent::Stderr(Bytes::from_static(b"oops")))),
+      (Message::Binary(Bytes::from_static(b"\x01")), Frame::Output(ExecEvent::Stdout(Bytes::new()))),
+      (Message::Binary(Bytes::from_static(b"\x07x")), Frame::Skip),
+      (Message::Text(r#"{"type":"exit","exit_code":-9}"#.into()), Frame::Exit(Some(-9))),
+      (Message::Text(r#"{"type":"exit","code":3}"#.into()), Frame::Exit(Some(3))),
+      (Message::Text(r#"{"type":"error","message":"bad frame"}"#.into()), Frame::ServerError("bad frame".into())),
+      (Message::Text("not json".into()), Frame::Skip),
+      (Message::Close(None), Frame::Closed),
+      (Message::Ping(Bytes::new()), Frame::Skip),
+    ];
+    for (message, expected) in cases {
+      assert_eq!(decode(&message), expected, "{message:?}");
+    }
+  }
+
+  #[test]
+  fn control_frames_are_json() {
+    assert_eq!(stdin_eof_frame(), Message::Text(r#"{"type":"stdin_eof"}"#.into()));
+    let Message::Text(resize) = resize_frame(80, 24) else { panic!() };
+    let value: Value = serde_json::from_str(resize.as_str()).unwrap();
+    assert_eq!(value, json!({"type": "resize", "cols": 80, "rows": 24}));
+  }
+}

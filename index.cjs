@@ -1,0 +1,86 @@
+/**
+ * @sandbank.dev/boxlite: the `BoxLiteAdapter` class users hand to `createProvider`. It keeps the
+ * original TypeScript package's surface and delegates every operation to the native addon;
+ * errors become `@sandbank.dev/core` classes in one place (lib/errors.cjs).
+ */
+'use strict'
+
+const { toWireConfig } = require('./lib/config.cjs')
+const { loadMainBinding } = require('./lib/native.cjs')
+const { toSandbankError, isNotFound } = require('./lib/errors.cjs')
+const { BoxLiteClient } = require('./lib/client.cjs')
+
+const CAPABILITIES = Object.freeze(['exec.stream', 'terminal', 'sleep', 'port.expose', 'snapshot'])
+
+class BoxLiteAdapter {
+  #config
+  #native
+  #client
+
+  /** Never throws and does no I/O: an unusable config is reported by the first operation. */
+  constructor(config) {
+    this.name = 'boxlite'
+    this.capabilities = new Set(CAPABILITIES)
+    this.#config = toWireConfig(config)
+  }
+
+  #adapter() {
+    this.#native ??= new (loadMainBinding().NativeAdapter)(this.#config)
+    return this.#native
+  }
+
+  async createSandbox(config) {
+    try {
+      return await this.#adapter().createSandbox(toWireConfig(config ?? {}))
+    } catch (err) {
+      throw await toSandbankError(err)
+    }
+  }
+
+  async getSandbox(id) {
+    try {
+      return await this.#adapter().getSandbox(id)
+    } catch (err) {
+      throw await toSandbankError(err, { sandboxId: id, notFound: true })
+    }
+  }
+
+  async listSandboxes(filter) {
+    try {
+      return await this.#adapter().listSandboxes(toWireConfig(filter ?? {}))
+    } catch (err) {
+      throw await toSandbankError(err)
+    }
+  }
+
+  /** Force-deletes the box; a box that does not exist is not an error. */
+  async destroySandbox(id) {
+    try {
+      await this.#adapter().destroySandbox(id)
+    } catch (err) {
+      if (isNotFound(err)) return
+      throw await toSandbankError(err, { sandboxId: id })
+    }
+  }
+
+  /** The low-level client (same method names and shapes in both modes). */
+  getClient() {
+    this.#client ??= new BoxLiteClient(
+      () => this.#adapter(),
+      () => this.dispose(),
+    )
+    return this.#client
+  }
+
+  /** Releases connections and runtimes; idempotent. */
+  async dispose() {
+    if (!this.#native) return
+    try {
+      await this.#native.dispose()
+    } catch (err) {
+      throw await toSandbankError(err)
+    }
+  }
+}
+
+module.exports = { BoxLiteAdapter }

@@ -1,0 +1,39 @@
+"""boxlite — SIMULATOR (test double) of the boxlite 0.10.8 Python SDK.
+
+This package is NOT BoxLite: it boots no micro-VM and gives no VM
+isolation.  Each box is a bubblewrap sandbox over the host's read-only
+``/usr`` and ``/etc`` with a private writable root, so commands really run,
+files really move, and the SDK's calling convention, states, errors and
+quirks are reproduced for tests.  ``boxlite.__testbed__`` is True.
+"""
+
+from . import errors
+from ._exec import ExecStderr, ExecStdin, ExecStdout, Execution
+from ._runtime import Box, Boxlite, ImageHandle, NetworkHandle, SnapshotHandle, VolumeHandle
+from ._types import (AdvancedBoxOptions, ApiKeyCredential, BoxInfo, BoxliteRestOptions, BoxMetrics,
+                     BoxOptions, BoxStateInfo, CloneOptions, ContainerCapabilities, CopyOptions, ExportOptions,
+                     HealthCheckOptions, HealthState, HealthStatus, ImageInfo, ImageRegistry, InboundNetworkInfo,
+                     InboundNetworkSpec, NetworkInfo, NetworkSpec, Options, OutboundNetworkInfo,
+                     OutboundNetworkSpec, PublishedPort, RuntimeMetrics, Secret, SecurityOptions, SnapshotInfo,
+                     SnapshotOptions, SocketAddress, VolumeInfo)
+from .errors import *  # noqa: F401,F403 - the SDK re-exports every error class
+from .errors import __all__ as _error_types
+from .exec import ExecResult
+
+__version__ = "0.10.8"
+__testbed__ = True
+
+__all__ = [
+    "Options", "AdvancedBoxOptions", "ContainerCapabilities", "ImageRegistry", "BoxOptions",
+    "BoxliteRestOptions", "ApiKeyCredential", "Boxlite", "NetworkSpec", "OutboundNetworkSpec",
+    "InboundNetworkSpec", "NetworkHandle", "SocketAddress", "NetworkInfo", "OutboundNetworkInfo",
+    "InboundNetworkInfo", "Box", "Execution", "ExecStdout", "ExecStderr", "ImageHandle", "ImageInfo",
+    "BoxInfo", "BoxStateInfo", "HealthState", "HealthStatus", "RuntimeMetrics", "PublishedPort", "BoxMetrics",
+    "CopyOptions", "HealthCheckOptions", "SecurityOptions", "Secret", "SnapshotHandle", "SnapshotInfo",
+    "SnapshotOptions", "CloneOptions", "ExportOptions", "VolumeHandle", "VolumeInfo",
+    "SimpleBox", "ExecResult", *_error_types,
+]
+
+from .simplebox import SimpleBox  # noqa: E402
+
+_ = (errors, ExecStdin)

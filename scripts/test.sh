@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The README's test command: sets up everything (scripts/setup.sh) and runs every suite —
+# cargo test, the test bed's pytest suites, vitest (unit, packaging, integration). Runs all
+# suites even when one fails, then exits non-zero if any failed.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=scripts/setup.sh
+source "$ROOT/scripts/setup.sh"
+
+set -e
+setup_system_packages
+setup_node_packages
+TESTBED_PYTHON="$(setup_python_testbed | tail -n 1)"
+build_addon
+set +e
+
+export BOXLITE_TESTBED_PYTHON="$TESTBED_PYTHON"
+failed=()
+suite() {
+  local name="$1"
+  shift
+  log "$name: $*"
+  local started=$SECONDS
+  if "$@"; then
+    echo "-- $name passed in $((SECONDS - started)) s"
+  else
+    echo "-- $name FAILED in $((SECONDS - started)) s"
+    failed+=("$name")
+  fi
+}
+
+suite "cargo test" cargo test --workspace
+if [[ -f "$ROOT/scripts/test-local-engine.sh" ]]; then
+  suite "cargo test (embedded Python)" "$ROOT/scripts/test-local-engine.sh"
+fi
+suite "pytest (test bed)" "$ROOT/python/testbed/.venv/bin/python" -m pytest "$ROOT/python/testbed/tests" -q -p no:cacheprovider
+suite "vitest" npx vitest run
+
+if ((${#failed[@]})); then
+  echo
+  echo "FAILED suites: ${failed[*]}"
+  exit 1
+fi
+echo
+echo "all suites passed"

@@ -16,10 +16,6 @@ export declare class NativeAdapter {
   checkConfig(): void
   /** The host `exposePort` URLs name. */
   host(): string
-  createSandbox(config: any): Promise<void>
-  getSandbox(id: string): Promise<void>
-  listSandboxes(): Promise<void>
-  destroySandbox(id: string): Promise<void>
   /** Releases everything the adapter holds; idempotent. */
   dispose(): Promise<void>
   createBox(params: any): Promise<BoxLiteBox>
@@ -48,6 +44,22 @@ export declare class NativeAdapter {
   getMetrics(): Promise<Record<string, unknown>>
   getBoxMetrics(boxId: string): Promise<Record<string, unknown>>
   getConfig(): Promise<Record<string, unknown>>
+  createSandbox(config: any): Promise<{ id: string; state: string; createdAt: string; image: string; status: string }>
+  getSandbox(id: string): Promise<{ id: string; state: string; createdAt: string; image: string; status: string }>
+  listSandboxes(filter?: any | undefined | null): Promise<Array<{ id: string; state: string; createdAt: string; image: string }>>
+  destroySandbox(id: string): Promise<void>
+  sandboxExec(id: string, command: string, optionsValue?: any | undefined | null): Promise<{ exitCode: number; stdout: string; stderr: string }>
+  sandboxExecStream(id: string, command: string, optionsValue?: any | undefined | null): Promise<ReadableStream<Uint8Array>>
+  writeFile(id: string, path: string, content: string | Uint8Array): Promise<void>
+  readFile(id: string, path: string): Promise<Uint8Array>
+  uploadArchive(id: string, archive: Uint8Array | ReadableStream<Uint8Array>, destDir: string): Promise<void>
+  downloadArchive(id: string, srcDir: string): Promise<ReadableStream<Uint8Array>>
+  sleep(id: string): Promise<void>
+  wake(id: string): Promise<void>
+  /** Returns the snapshot id (its name, as in the original). */
+  sandboxCreateSnapshot(id: string, name: string): Promise<string>
+  sandboxRestoreSnapshot(id: string, name: string): Promise<void>
+  exposePort(id: string, port: number, hostname?: string | undefined | null): string
 }
 
 /** Every code the core can produce, so the JS mapper's test can check it handles each one. */

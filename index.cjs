@@ -9,6 +9,7 @@ const { toWireConfig } = require('./lib/config.cjs')
 const { loadMainBinding } = require('./lib/native.cjs')
 const { toSandbankError, isNotFound } = require('./lib/errors.cjs')
 const { BoxLiteClient } = require('./lib/client.cjs')
+const { BoxLiteSandbox } = require('./lib/sandbox.cjs')
 
 const CAPABILITIES = Object.freeze(['exec.stream', 'terminal', 'sleep', 'port.expose', 'snapshot'])
 
@@ -29,9 +30,11 @@ class BoxLiteAdapter {
     return this.#native
   }
 
+  /** Creates a box and resolves once it runs (gives up after `config.timeout ?? 30` seconds). */
   async createSandbox(config) {
     try {
-      return await this.#adapter().createSandbox(toWireConfig(config ?? {}))
+      const native = this.#adapter()
+      return new BoxLiteSandbox(native, await native.createSandbox(toWireConfig(config ?? {})))
     } catch (err) {
       throw await toSandbankError(err)
     }
@@ -39,7 +42,8 @@ class BoxLiteAdapter {
 
   async getSandbox(id) {
     try {
-      return await this.#adapter().getSandbox(id)
+      const native = this.#adapter()
+      return new BoxLiteSandbox(native, await native.getSandbox(id))
     } catch (err) {
       throw await toSandbankError(err, { sandboxId: id, notFound: true })
     }
@@ -47,7 +51,8 @@ class BoxLiteAdapter {
 
   async listSandboxes(filter) {
     try {
-      return await this.#adapter().listSandboxes(toWireConfig(filter ?? {}))
+      const infos = await this.#adapter().listSandboxes(toWireConfig(filter ?? null))
+      return infos.map(({ id, state, createdAt, image }) => ({ id, state, createdAt, image }))
     } catch (err) {
       throw await toSandbankError(err)
     }

@@ -5,7 +5,7 @@
 # All logic lives in python/testbed/realpath/probe.py (stdlib only); see
 # `scripts/probe-vm.sh --help` and python/testbed/REAL.md.
 set -eu
-here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
+here=$(CDPATH="" cd -- "$(dirname -- "$0")" && pwd)
 probe="$here/../python/testbed/realpath/probe.py"
 for py in "${BOXLITE_PROBE_HOST_PYTHON:-}" python3 python; do
   [ -n "$py" ] || continue

@@ -33,26 +33,6 @@ impl NativeAdapter {
     self.inner.host().map_err(to_napi)
   }
 
-  #[napi]
-  pub async fn create_sandbox(&self, _config: serde_json::Value) -> Result<()> {
-    self.inner.not_implemented("createSandbox").map_err(to_napi)
-  }
-
-  #[napi]
-  pub async fn get_sandbox(&self, _id: String) -> Result<()> {
-    self.inner.not_implemented("getSandbox").map_err(to_napi)
-  }
-
-  #[napi]
-  pub async fn list_sandboxes(&self) -> Result<()> {
-    self.inner.not_implemented("listSandboxes").map_err(to_napi)
-  }
-
-  #[napi]
-  pub async fn destroy_sandbox(&self, _id: String) -> Result<()> {
-    self.inner.not_implemented("destroySandbox").map_err(to_napi)
-  }
-
   /// Releases everything the adapter holds; idempotent.
   #[napi]
   pub async fn dispose(&self) -> Result<()> {
@@ -63,5 +43,10 @@ impl NativeAdapter {
 impl NativeAdapter {
   pub(crate) fn client(&self) -> Result<Arc<dyn boxlite_core::BoxClient>> {
     self.inner.client().map_err(to_napi)
+  }
+
+  /// The core adapter, for work that outlives the borrow of `self` (spawned futures).
+  pub(crate) fn core(&self) -> Arc<boxlite_core::Adapter> {
+    self.inner.clone()
   }
 }

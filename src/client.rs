@@ -13,20 +13,20 @@ use boxlite_core::client::{ByteStream, CreateBoxParams, ExecEvent, ExecEventStre
 use crate::adapter::NativeAdapter;
 use crate::error::to_napi;
 
-type JsBytes<'env> = ReadableStream<'env, BufferSlice<'env>>;
+pub(crate) type JsBytes<'env> = ReadableStream<'env, BufferSlice<'env>>;
 
-fn from_js<T: serde::de::DeserializeOwned>(argument: &str, value: Value) -> Result<T> {
+pub(crate) fn from_js<T: serde::de::DeserializeOwned>(argument: &str, value: Value) -> Result<T> {
   serde_json::from_value(value).map_err(|e| {
     to_napi(boxlite_core::Error::InvalidArgument { argument: argument.into(), problem: format!("is invalid: {e}") })
   })
 }
 
-fn to_js<T: serde::Serialize>(value: T) -> Result<Value> {
+pub(crate) fn to_js<T: serde::Serialize>(value: T) -> Result<Value> {
   serde_json::to_value(value).map_err(|e| to_napi(boxlite_core::Error::Internal(e.to_string())))
 }
 
 /// stdout and stderr bytes in the order produced; the exit event ends the stream.
-fn exec_bytes(events: ExecEventStream) -> impl futures_util::Stream<Item = Result<Vec<u8>>> + Send + Unpin {
+pub(crate) fn exec_bytes(events: ExecEventStream) -> impl futures_util::Stream<Item = Result<Vec<u8>>> + Send + Unpin {
   events.filter_map(|event| {
     std::future::ready(match event {
       Ok(ExecEvent::Stdout(chunk)) | Ok(ExecEvent::Stderr(chunk)) => Some(Ok(chunk.to_vec())),
@@ -36,13 +36,13 @@ fn exec_bytes(events: ExecEventStream) -> impl futures_util::Stream<Item = Resul
   })
 }
 
-fn js_bytes(stream: ByteStream) -> impl futures_util::Stream<Item = Result<Vec<u8>>> + Send + Unpin {
+pub(crate) fn js_bytes(stream: ByteStream) -> impl futures_util::Stream<Item = Result<Vec<u8>>> + Send + Unpin {
   stream.map(|chunk| chunk.map(|bytes| bytes.to_vec()).map_err(to_napi))
 }
 
 /// Turns a JS `Uint8Array | ReadableStream<Uint8Array>` into a core byte stream. Must run on
 /// the JS thread (the reader is taken synchronously).
-fn byte_stream_from_js(input: Either<Uint8Array, ReadableStream<Uint8Array>>) -> Result<ByteStream> {
+pub(crate) fn byte_stream_from_js(input: Either<Uint8Array, ReadableStream<Uint8Array>>) -> Result<ByteStream> {
   Ok(match input {
     Either::A(array) => {
       let bytes = Bytes::copy_from_slice(&array);

@@ -5,6 +5,7 @@
 mod adapter;
 mod client;
 mod error;
+mod sandbox;
 
 pub use adapter::NativeAdapter;
 pub use error::error_codes;

@@ -22,10 +22,13 @@
 //
 // Usage in a vitest suite:
 //
-//   import { resolveTestTarget } from './helpers/target.mjs'
-//   const target = await resolveTestTarget()
-//   describe.skipIf(target.skip)(`real boxes (${target.reason})`, () => { … })
-//   // or: beforeAll((ctx) => { if (target.skip) ctx.skip(target.reason) })
+//   import { resolveTestTarget } from '../helpers/target.mjs'
+//   const target = await resolveTestTarget()          // top-level await is fine in vitest
+//   describe('real boxes', () => {
+//     beforeEach((ctx) => ctx.skip(target.skip, target.reason))  // skipped, with the probe's line as note
+//     it('…', async () => { … })
+//   })
+//   // or simply: describe.skipIf(target.skip)(…) — loses the reason in the report.
 //
 // An unknown BOXLITE_TEST_TARGET / BOXLITE_API_DIALECT throws (a typo must
 // never silently run the simulator instead).

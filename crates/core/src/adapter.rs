@@ -2,25 +2,43 @@
 //! contract forbids throwing in the constructor), it validates the config on first use and
 //! then dispatches to the mode's backend.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
 
 use crate::client::BoxClient;
 use crate::config::AdapterConfig;
 use crate::error::{Error, Result};
+use crate::sandbox::Polling;
 
 pub struct Adapter {
   /// The parsed config, or the error to report on every use.
   config: Result<AdapterConfig>,
   /// The mode's client, built on first use.
   client: OnceLock<Arc<dyn BoxClient>>,
+  /// guest port → host port of the sandboxes this adapter created (as the original kept them).
+  pub(crate) ports: Mutex<HashMap<String, HashMap<u16, u16>>>,
+  pub(crate) polling: Polling,
 }
 
 impl Adapter {
   /// Never fails and does no I/O; an unusable config is reported by the first operation.
   pub fn new(raw_config: &Value) -> Self {
-    Adapter { config: AdapterConfig::parse(raw_config), client: OnceLock::new() }
+    Adapter {
+      config: AdapterConfig::parse(raw_config),
+      client: OnceLock::new(),
+      ports: Mutex::default(),
+      polling: Polling::default(),
+    }
+  }
+
+  /// An adapter over a given client (tests drive the sandbox logic with a fake).
+  #[cfg(test)]
+  pub(crate) fn with_client(raw_config: &Value, client: Arc<dyn BoxClient>) -> Self {
+    let adapter = Adapter { polling: Polling { first: std::time::Duration::ZERO, max: std::time::Duration::from_millis(5) }, ..Adapter::new(raw_config) };
+    let _ = adapter.client.set(client);
+    adapter
   }
 
   /// The low-level client of the configured mode (`getClient()`), built once.

@@ -157,6 +157,19 @@ pub struct Snapshot {
   pub container_disk_bytes: Option<u64>,
 }
 
+/// What a backend can do for file transfer; the adapter picks its strategy from this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+  /// `upload_files` / `download_files` take and give tar archives of directories.
+  pub tar_files: bool,
+  /// Executions accept stdin (`send_exec_input`).
+  pub exec_stdin: bool,
+}
+
+impl Features {
+  pub const ALL: Features = Features { tar_files: true, exec_stdin: true };
+}
+
 /// Everything `getClient()` offers. Both modes implement every method; a method the server or
 /// SDK in use cannot do returns `Error::Unsupported` naming the dialect or SDK.
 #[async_trait]
@@ -197,4 +210,9 @@ pub trait BoxClient: Send + Sync {
 
   /// Releases connections, runtimes and handles; idempotent.
   async fn dispose(&self) -> Result<()>;
+
+  /// What this backend supports (may need a first contact with the server to know).
+  async fn features(&self) -> Result<Features> {
+    Ok(Features::ALL)
+  }
 }

@@ -36,6 +36,18 @@ pub enum Error {
   #[error("the adapter was disposed; create a new BoxLiteAdapter")]
   Disposed,
 
+  /// A file or directory named by a file operation does not exist in the box (which does).
+  #[error("no such file or directory in the box: '{path}'")]
+  FileNotFound { path: String },
+
+  /// The sandbox did not reach `running` in time (the original's message, kept for log matchers).
+  #[error("Sandbox failed to start within {seconds}s (status: {status})")]
+  StartTimeout { seconds: u64, status: String },
+
+  /// A command ran into its `timeout` and was killed.
+  #[error("command timed out after {timeout_ms} ms and was killed")]
+  ExecTimeout { timeout_ms: u64 },
+
   /// The box is not in a state that allows the operation (e.g. restore on a running box).
   #[error("invalid state: {message}")]
   InvalidState { message: String },
@@ -113,6 +125,9 @@ impl Error {
     "environment",
     "python",
     "internal",
+    "file_not_found",
+    "start_timeout",
+    "exec_timeout",
   ];
 
   /// The stable machine-readable code of this error.
@@ -134,6 +149,9 @@ impl Error {
       Error::Environment { .. } => "environment",
       Error::Python { .. } => "python",
       Error::Internal(_) => "internal",
+      Error::FileNotFound { .. } => "file_not_found",
+      Error::StartTimeout { .. } => "start_timeout",
+      Error::ExecTimeout { .. } => "exec_timeout",
     }
   }
 
@@ -162,6 +180,9 @@ mod tests {
       Error::Environment { message: "python3 not found".into() },
       Error::Python { type_name: "BoxliteError".into(), message: "boom".into() },
       Error::Internal("bug".into()),
+      Error::FileNotFound { path: "/x".into() },
+      Error::StartTimeout { seconds: 30, status: "configured".into() },
+      Error::ExecTimeout { timeout_ms: 100 },
     ]
   }
 

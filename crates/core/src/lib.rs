@@ -3,12 +3,17 @@
 //! crate at the repository root only converts JS values to these types and back.
 
 pub mod adapter;
+pub mod archive;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod files;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod rest;
+pub mod sandbox;
+#[cfg(test)]
+mod testing;
 
 pub use adapter::Adapter;
 pub use client::BoxClient;

@@ -73,7 +73,8 @@ def _check_box_options(options: Any) -> BoxOptions:
 
 class _Counters:
     def __init__(self, core: "_Core", box_id: str) -> None:
-        self.core, self.box_id = core, box_id
+        self._core = weakref.ref(core)  # engine-side objects must not keep the runtime alive
+        self.box_id = box_id
         self.commands = 0
         self.errors = 0
         self.sent = 0
@@ -90,7 +91,9 @@ class _Counters:
 
     def exec_error(self) -> None:
         self.errors += 1
-        self.core.total_exec_errors += 1
+        core = self._core()
+        if core is not None:
+            core.total_exec_errors += 1
 
 
 class _Live:
@@ -364,7 +367,7 @@ class _Core:
                     "stage_guest_rootfs_ms": 0, "stage_box_config_ms": 0,
                     "stage_box_spawn_ms": int((t_spawn - t_fs) * 1000),
                     "stage_container_init_ms": int((t_ready - t_spawn) * 1000)}
-        asyncio.ensure_future(self._watch_sandbox(box_id, proc))
+        asyncio.ensure_future(_watch_sandbox(weakref.ref(self), box_id, proc))
 
     def _prepare_fs(self, box_id: str, wipe: bool) -> None:
         _sandbox.prepare_disk(self.disk(box_id))
@@ -373,8 +376,7 @@ class _Core:
             if wipe or not os.path.isdir(p):
                 _sandbox.wipe_dir(p)
 
-    async def _watch_sandbox(self, box_id: str, proc: subprocess.Popen) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, proc.wait)
+    def _sandbox_died(self, box_id: str, proc: subprocess.Popen) -> None:
         live = self.live.get(box_id)
         if live is not None and live.proc is proc:
             # the sandbox died on its own: the "VM" crashed
@@ -553,9 +555,16 @@ class _Core:
         return self.disk(rec["id"]) + (norm if norm != "/" else "") + (suffix or ("/" if norm == "/" else ""))
 
 
-def _close(fd: int) -> None:
+async def _watch_sandbox(core_ref, box_id: str, proc: subprocess.Popen) -> None:
+    await asyncio.get_running_loop().run_in_executor(None, proc.wait)
+    core = core_ref()
+    if core is not None:
+        core._sandbox_died(box_id, proc)
+
+
+def _close(fd) -> None:
     try:
-        os.close(fd)
+        fd.close() if isinstance(fd, socket.socket) else os.close(fd)
     except OSError:
         pass
 

@@ -140,6 +140,11 @@ def prepare_disk(disk: str) -> None:
         p = os.path.join(disk, rel)
         os.makedirs(p, exist_ok=True)
         os.chmod(p, mode)
+    # bwrap refuses to re-create its /bin-style symlinks when they already exist
+    for d in LINK_OR_RO:
+        p = os.path.join(disk, d.lstrip("/"))
+        if os.path.islink(p):
+            os.unlink(p)
 
 
 def wipe_dir(path: str, mode: int = 0o1777) -> None:

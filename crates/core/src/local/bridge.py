@@ -684,14 +684,24 @@ async def op_import_box(_blob, home, archive_path, name):
 # Metrics and facts
 
 
-def _fields(obj):
+RUNTIME_METRICS = ("boxes_created_total", "boxes_failed_total", "num_running_boxes", "total_commands_executed",
+                   "total_exec_errors")
+BOX_METRICS = ("commands_executed_total", "exec_errors_total", "bytes_sent_total", "bytes_received_total",
+               "total_create_duration_ms", "guest_boot_duration_ms", "cpu_percent", "memory_bytes",
+               "network_bytes_sent", "network_bytes_received", "network_tcp_connections", "network_tcp_errors",
+               "stage_filesystem_setup_ms", "stage_image_prepare_ms", "stage_guest_rootfs_ms", "stage_box_config_ms",
+               "stage_box_spawn_ms", "stage_container_init_ms")
+
+
+def _fields(obj, known):
+    """The scalar fields of a metrics object: the 0.10.8 names, plus any others it lists."""
     out = {}
-    for name in dir(obj):
-        if name.startswith("_"):
+    for name in list(known) + [n for n in dir(obj) if not n.startswith("_")]:
+        if name in out:
             continue
         try:
             v = getattr(obj, name)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a field this SDK version lacks
             continue
         if v is None or isinstance(v, (bool, int, float, str)):
             out[name] = v
@@ -699,11 +709,11 @@ def _fields(obj):
 
 
 async def op_metrics(_blob, home):
-    return _fields(await _rt(home).metrics())
+    return _fields(await _rt(home).metrics(), RUNTIME_METRICS)
 
 
 async def op_box_metrics(_blob, home, box_id):
-    return _fields(await (await _box(home, box_id)).metrics())
+    return _fields(await (await _box(home, box_id)).metrics(), BOX_METRICS)
 
 
 async def op_echo(blob, value, delay_ms=0):

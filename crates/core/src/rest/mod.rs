@@ -445,6 +445,15 @@ impl Inner {
   }
 }
 
+/// Start and stop are idempotent in BoxLite; BoxRun refuses a start of a running box (which
+/// its synchronous create returns) and a stop of a stopped one: the same outcome, so success.
+fn already_there(result: Result<()>, code: &str) -> Result<()> {
+  match result {
+    Err(Error::Api(api)) if api.code.as_deref() == Some(code) => Ok(()),
+    other => other,
+  }
+}
+
 fn request_name(request: &ExecRequest) -> String {
   request.cmd.first().cloned().unwrap_or_default()
 }
@@ -655,12 +664,14 @@ impl BoxClient for RestClient {
 
   async fn start_box(&self, box_id: &str) -> Result<()> {
     let route = self.inner.route().await?;
-    self.inner.transport.empty(&route.lifecycle(box_id, "start"), Payload::None).await
+    let result = self.inner.transport.empty(&route.lifecycle(box_id, "start"), Payload::None).await;
+    already_there(result, "BOX_ALREADY_RUNNING")
   }
 
   async fn stop_box(&self, box_id: &str) -> Result<()> {
     let route = self.inner.route().await?;
-    self.inner.transport.empty(&route.lifecycle(box_id, "stop"), Payload::None).await
+    let result = self.inner.transport.empty(&route.lifecycle(box_id, "stop"), Payload::None).await;
+    already_there(result, "BOX_NOT_RUNNING")
   }
 
   async fn exec(&self, box_id: &str, request: ExecRequest) -> Result<ExecOutput> {

@@ -147,3 +147,88 @@ def wait_until(fn, timeout: float = 10.0, interval: float = 0.05):
         if time.time() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(interval)
+
+
+class RawWebSocket:
+    """A minimal byte-level WebSocket client (to observe frames exactly)."""
+
+    def __init__(self, url: str, path: str, headers: Optional[dict] = None, timeout: float = 20.0):
+        import base64
+        import socket
+        from urllib.parse import urlparse
+
+        u = urlparse(url)
+        self.sock = socket.create_connection((u.hostname, u.port), timeout=timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        lines = [f"GET {path} HTTP/1.1", f"Host: {u.hostname}:{u.port}", "Upgrade: websocket",
+                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+        for k, v in (headers or {}).items():
+            lines.append(f"{k}: {v}")
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                break
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        self.status_line = head.split(b"\r\n", 1)[0].decode()
+        self.status = int(self.status_line.split()[1])
+
+    def _recv_exact(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def recv_frame(self) -> tuple[int, bytes]:
+        """(opcode, payload) of the next frame (control frames included)."""
+        import struct
+
+        b0, b1 = self._recv_exact(2)
+        opcode = b0 & 0x0F
+        ln = b1 & 0x7F
+        if ln == 126:
+            ln = struct.unpack("!H", self._recv_exact(2))[0]
+        elif ln == 127:
+            ln = struct.unpack("!Q", self._recv_exact(8))[0]
+        mask = self._recv_exact(4) if b1 & 0x80 else None
+        data = self._recv_exact(ln)
+        if mask:
+            data = bytes(c ^ mask[i % 4] for i, c in enumerate(data))
+        return opcode, data
+
+    def send_frame(self, opcode: int, payload: bytes) -> None:
+        import struct
+
+        mask = os.urandom(4)
+        head = bytes([0x80 | opcode])
+        n = len(payload)
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + struct.pack("!H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+        self.sock.sendall(head + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(payload)))
+
+    def frames_until_close(self, limit: int = 10000) -> list[tuple[int, bytes]]:
+        out = []
+        for _ in range(limit):
+            op, data = self.recv_frame()
+            if op == 0x9:  # ping -> pong
+                self.send_frame(0xA, data)
+                continue
+            out.append((op, data))
+            if op == 0x8:
+                break
+        return out
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass

@@ -1,0 +1,246 @@
+//! An in-memory `BoxClient` for unit tests of the sandbox logic: boxes with scripted boot
+//! behaviour and a call log. It runs no commands (the test bed does that).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::client::*;
+use crate::error::{Error, Result};
+
+#[derive(Default)]
+struct State {
+  boxes: BTreeMap<String, FakeBox>,
+  next_id: u32,
+  calls: Vec<String>,
+}
+
+struct FakeBox {
+  record: BoxRecord,
+  /// `get_box` calls left before a started box reports `running`.
+  polls_left: u32,
+  snapshot_taken_while: Option<String>,
+}
+
+pub struct FakeClient {
+  state: Mutex<State>,
+  boot_polls: u32,
+  fail_boot: Option<String>,
+}
+
+impl FakeClient {
+  pub fn new() -> Self {
+    FakeClient { state: Mutex::default(), boot_polls: 0, fail_boot: None }
+  }
+
+  /// A started box needs this many `get_box` calls before it runs (`u32::MAX`: never).
+  pub fn boot_polls(mut self, polls: u32) -> Self {
+    self.boot_polls = polls;
+    self
+  }
+
+  /// Starting a box fails, leaving it `failed` with this message.
+  pub fn fail_boot(mut self, message: &str) -> Self {
+    self.fail_boot = Some(message.into());
+    self
+  }
+
+  pub fn calls_of(&self, name: &str) -> usize {
+    self.state.lock().unwrap().calls.iter().filter(|c| *c == name).count()
+  }
+
+  pub fn box_ids(&self) -> Vec<String> {
+    self.state.lock().unwrap().boxes.keys().cloned().collect()
+  }
+
+  pub fn status_of(&self, id: &str) -> String {
+    self.state.lock().unwrap().boxes[id].record.status.clone()
+  }
+
+  pub fn snapshot_taken_while(&self, id: &str) -> Option<String> {
+    self.state.lock().unwrap().boxes[id].snapshot_taken_while.clone()
+  }
+
+  fn with_box<T>(&self, call: &str, id: &str, f: impl FnOnce(&mut FakeBox) -> Result<T>) -> Result<T> {
+    let mut state = self.state.lock().unwrap();
+    state.calls.push(call.to_string());
+    match state.boxes.get_mut(id) {
+      Some(b) => f(b),
+      None => Err(Error::NotFound { what: "box", id: id.into() }),
+    }
+  }
+
+  fn unsupported<T>(operation: &str) -> Result<T> {
+    Err(Error::Unsupported { operation: operation.into(), backend: "the fake client".into() })
+  }
+}
+
+#[async_trait]
+impl BoxClient for FakeClient {
+  async fn create_box(&self, params: CreateBoxParams) -> Result<BoxRecord> {
+    let mut state = self.state.lock().unwrap();
+    state.calls.push("create_box".into());
+    state.next_id += 1;
+    let id = format!("box{}", state.next_id);
+    let record = BoxRecord {
+      id: id.clone(),
+      status: "configured".into(),
+      created_at: "2026-11-26T00:00:00Z".into(),
+      image: params.image.or(params.rootfs_path).unwrap_or_default(),
+      ..BoxRecord::default()
+    };
+    state.boxes.insert(id, FakeBox { record: record.clone(), polls_left: 0, snapshot_taken_while: None });
+    Ok(record)
+  }
+
+  async fn get_box(&self, box_id: &str) -> Result<BoxRecord> {
+    self.with_box("get_box", box_id, |b| {
+      if b.record.status == "starting" {
+        if b.polls_left == 0 {
+          b.record.status = "running".into();
+        } else {
+          b.polls_left = b.polls_left.saturating_sub(1);
+        }
+      }
+      let mut record = b.record.clone();
+      if record.status == "starting" {
+        record.status = "configured".into();
+      }
+      Ok(record)
+    })
+  }
+
+  async fn list_boxes(&self, _status: Option<String>, _page_size: Option<u32>) -> Result<Vec<BoxRecord>> {
+    let state = self.state.lock().unwrap();
+    Ok(state.boxes.values().map(|b| b.record.clone()).collect())
+  }
+
+  async fn delete_box(&self, box_id: &str, force: bool) -> Result<()> {
+    let mut state = self.state.lock().unwrap();
+    state.calls.push(if force { "delete_box(force)".into() } else { "delete_box".into() });
+    state.boxes.remove(box_id).map(drop).ok_or_else(|| Error::NotFound { what: "box", id: box_id.into() })
+  }
+
+  async fn start_box(&self, box_id: &str) -> Result<()> {
+    let fail = self.fail_boot.clone();
+    let polls = self.boot_polls;
+    self.with_box("start_box", box_id, |b| {
+      match fail {
+        Some(message) => {
+          b.record.status = "failed".into();
+          b.record.error_message = Some(message);
+        }
+        None => {
+          b.record.status = "starting".into();
+          b.polls_left = polls;
+        }
+      }
+      Ok(())
+    })
+  }
+
+  async fn stop_box(&self, box_id: &str) -> Result<()> {
+    self.with_box("stop_box", box_id, |b| {
+      b.record.status = "stopped".into();
+      Ok(())
+    })
+  }
+
+  async fn exec(&self, box_id: &str, request: ExecRequest) -> Result<ExecOutput> {
+    // `sleep N` with a shorter timeout times out, as a real client reports it.
+    let sleep_secs = request.cmd.get(2).and_then(|c| c.strip_prefix("sleep ")).and_then(|n| n.parse::<f64>().ok());
+    self.with_box("exec", box_id, |_| match (sleep_secs, request.timeout_seconds) {
+      (Some(sleep), Some(timeout)) if timeout < sleep => {
+        Err(Error::Timeout { operation: "exec".into(), after_ms: (timeout * 1000.0) as u64 })
+      }
+      _ => Ok(ExecOutput { stdout: String::new(), stderr: String::new(), exit_code: 0 }),
+    })
+  }
+
+  async fn exec_stream(&self, _box_id: &str, _request: ExecRequest) -> Result<ExecEventStream> {
+    Self::unsupported("exec_stream")
+  }
+
+  async fn exec_async(&self, _box_id: &str, _request: ExecRequest) -> Result<Execution> {
+    Self::unsupported("exec_async")
+  }
+
+  async fn get_exec_output(&self, _box_id: &str, _exec_id: &str) -> Result<ExecEventStream> {
+    Self::unsupported("get_exec_output")
+  }
+
+  async fn send_exec_input(&self, _box_id: &str, _exec_id: &str, _data: Bytes, _close: bool) -> Result<()> {
+    Self::unsupported("send_exec_input")
+  }
+
+  async fn signal_exec(&self, _box_id: &str, _exec_id: &str, _signal: i32) -> Result<()> {
+    Self::unsupported("signal_exec")
+  }
+
+  async fn resize_exec(&self, _box_id: &str, _exec_id: &str, _cols: u16, _rows: u16) -> Result<()> {
+    Self::unsupported("resize_exec")
+  }
+
+  async fn upload_files(&self, _box_id: &str, _path: &str, _tar: ByteStream) -> Result<()> {
+    Self::unsupported("upload_files")
+  }
+
+  async fn download_files(&self, _box_id: &str, _path: &str) -> Result<ByteStream> {
+    Self::unsupported("download_files")
+  }
+
+  async fn create_snapshot(&self, box_id: &str, name: &str) -> Result<Snapshot> {
+    self.with_box("create_snapshot", box_id, |b| {
+      b.snapshot_taken_while = Some(b.record.status.clone());
+      Ok(Snapshot { id: name.into(), box_id: box_id.into(), name: name.into(), ..Snapshot::default() })
+    })
+  }
+
+  async fn list_snapshots(&self, _box_id: &str) -> Result<Vec<Snapshot>> {
+    Ok(Vec::new())
+  }
+
+  async fn restore_snapshot(&self, box_id: &str, _name: &str) -> Result<()> {
+    self.with_box("restore_snapshot", box_id, |b| {
+      if b.record.status == "running" {
+        return Err(Error::InvalidState { message: "restore needs a stopped box".into() });
+      }
+      Ok(())
+    })
+  }
+
+  async fn delete_snapshot(&self, _box_id: &str, _name: &str) -> Result<()> {
+    Ok(())
+  }
+
+  async fn clone_box(&self, _box_id: &str, _name: Option<String>) -> Result<BoxRecord> {
+    Self::unsupported("clone_box")
+  }
+
+  async fn export_box(&self, _box_id: &str) -> Result<ByteStream> {
+    Self::unsupported("export_box")
+  }
+
+  async fn import_box(&self, _archive: ByteStream) -> Result<BoxRecord> {
+    Self::unsupported("import_box")
+  }
+
+  async fn get_metrics(&self) -> Result<Value> {
+    Ok(Value::Null)
+  }
+
+  async fn get_box_metrics(&self, _box_id: &str) -> Result<Value> {
+    Ok(Value::Null)
+  }
+
+  async fn get_config(&self) -> Result<Value> {
+    Ok(Value::Null)
+  }
+
+  async fn dispose(&self) -> Result<()> {
+    Ok(())
+  }
+}

@@ -6,7 +6,7 @@
 'use strict'
 
 const { toWireConfig } = require('./lib/config.cjs')
-const { loadMainBinding } = require('./lib/native.cjs')
+const { bindingFor } = require('./lib/native.cjs')
 const { toSandbankError, isNotFound } = require('./lib/errors.cjs')
 const { BoxLiteClient } = require('./lib/client.cjs')
 const { BoxLiteSandbox } = require('./lib/sandbox.cjs')
@@ -26,7 +26,7 @@ class BoxLiteAdapter {
   }
 
   #adapter() {
-    this.#native ??= new (loadMainBinding().NativeAdapter)(this.#config)
+    this.#native ??= new (bindingFor(this.#config).NativeAdapter)(this.#config)
     return this.#native
   }
 

@@ -7,6 +7,17 @@
  *
  * Errors are thrown in the addon's own `[boxlite:environment] …` form so lib/errors.cjs maps
  * them like native ones.
+ *
+ * Loading the local flavour (only on the first local-mode use, never at require time):
+ *
+ *   const { preloadPython } = require('./python-preload.cjs')
+ *   const py = preloadPython(config.pythonPath ?? 'python3')   // throws [boxlite:environment] …
+ *   const mod = { exports: {} }
+ *   process.dlopen(mod, path.join(root, `boxlite-local.${platform}.node`))   // default flags are fine
+ *   const adapter = new mod.exports.NativeAdapter(config)      // same classes as the main addon
+ *
+ * The addon then probes `pythonPath` again itself (sys.path of a venv, sys.executable) and
+ * refuses a libpython of another minor version than the one loaded here.
  */
 'use strict'
 

@@ -9,11 +9,18 @@ fn main() {
   println!("cargo:rerun-if-changed=build.rs");
   println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
   println!("cargo:rerun-if-env-changed=PYO3_BUILD_EXTENSION_MODULE");
-  if std::env::var_os("CARGO_FEATURE_LOCAL").is_none() || std::env::var_os("PYO3_BUILD_EXTENSION_MODULE").is_some() {
+  if std::env::var_os("CARGO_FEATURE_LOCAL").is_none()
+    || std::env::var_os("PYO3_BUILD_EXTENSION_MODULE").is_some()
+  {
     return;
   }
   let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".into());
-  let Ok(out) = Command::new(&python).args(["-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')"]).output()
+  let Ok(out) = Command::new(&python)
+    .args([
+      "-c",
+      "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')",
+    ])
+    .output()
   else {
     return;
   };

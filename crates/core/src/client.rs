@@ -160,14 +160,17 @@ pub struct Snapshot {
 /// What a backend can do for file transfer; the adapter picks its strategy from this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Features {
-  /// `upload_files` / `download_files` take and give tar archives of directories.
-  pub tar_files: bool,
-  /// Executions accept stdin (`send_exec_input`).
+  /// `upload_files` extracts a tar of any size *into* `path/` when the directory exists
+  /// (servers that nest the archive or cap request bodies say `false`).
+  pub tar_upload: bool,
+  /// `download_files` gives a tar of a file or directory (top level = its basename).
+  pub tar_download: bool,
+  /// Executions accept stdin (`send_exec_input`) while `get_exec_output` is read.
   pub exec_stdin: bool,
 }
 
 impl Features {
-  pub const ALL: Features = Features { tar_files: true, exec_stdin: true };
+  pub const ALL: Features = Features { tar_upload: true, tar_download: true, exec_stdin: true };
 }
 
 /// Everything `getClient()` offers. Both modes implement every method; a method the server or

@@ -154,7 +154,7 @@ fn checked_stdout(events: ExecEventStream, path: String) -> ByteStream {
 
 /// Extracts a plain tar into `dest` (created if missing) with the best path the backend has.
 async fn extract_into(client: &dyn BoxClient, features: Features, id: &str, dest: &str, tar: ByteStream) -> Result<()> {
-  if features.tar_files && !on_tmpfs(dest) {
+  if features.tar_upload && !on_tmpfs(dest) {
     run_checked(client, id, script("sandbank-mkdir", r#"mkdir -p -- "$1""#, &[dest]), dest).await?;
     // A trailing slash makes servers extract *into* the directory (never rename a lone file).
     let target = if dest == "/" { "/".to_string() } else { format!("{dest}/") };
@@ -215,7 +215,7 @@ impl Adapter {
     let path = absolute_path("path", path)?;
     let client = self.client()?;
     let features = client.features().await?;
-    if features.tar_files && !on_tmpfs(&path) {
+    if features.tar_download && !on_tmpfs(&path) {
       let tar = self.download(client.as_ref(), id, &path).await?;
       return Ok(archive::single_file_content(tar, &path));
     }
@@ -239,7 +239,7 @@ impl Adapter {
     let src = absolute_path("srcDir", src_dir)?;
     let client = self.client()?;
     let features = client.features().await?;
-    if features.tar_files && !on_tmpfs(&src) {
+    if features.tar_download && !on_tmpfs(&src) {
       let tar = self.download(client.as_ref(), id, &src).await?;
       return Ok(archive::contents_archive(tar, &src));
     }

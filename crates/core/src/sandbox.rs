@@ -20,6 +20,17 @@ pub const STATE_CHANGE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Extra time the adapter gives a client to kill a timed-out command and report it, before the
 /// adapter stops waiting itself (so a client that ignores the timeout cannot hang the caller).
 const EXEC_TIMEOUT_GRACE: Duration = Duration::from_secs(10);
+/// The client's own timeout is later than the in-guest one by this much, so the guest's
+/// `timeout` (which kills the whole process group) fires first and nothing is left running.
+const CLIENT_TIMEOUT_MARGIN_MS: u64 = 2_000;
+/// Exit statuses of a command that `timeout -s KILL` killed: `timeout` kills its own process
+/// group, itself included, so BoxLite reports SIGKILL as `-9`; a shell in between says `137`.
+const KILLED_BY_TIMEOUT: [i32; 2] = [-9, 128 + 9];
+/// Runs `$2` under coreutils `timeout`, which kills the command's whole process group (a plain
+/// kill of `bash` would leave its children running); without `timeout` in the guest, the
+/// client's kill is the fallback.
+const TIMEOUT_WRAPPER: &str =
+  r#"if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL "$1" bash -c "$2"; else exec bash -c "$2"; fi"#;
 /// Default image, as in the original.
 pub const DEFAULT_IMAGE: &str = "ubuntu:24.04";
 
@@ -179,17 +190,30 @@ fn exec_timeout_ms(options: &ExecOptions) -> Result<Option<u64>> {
   }
 }
 
-/// The request sandbank's `exec(command, options)` sends: `bash -c command`.
+/// The request sandbank's `exec(command, options)` sends: `bash -c command`, under an in-guest
+/// `timeout` when a timeout is set.
 pub fn exec_request(command: &str, options: &ExecOptions) -> Result<ExecRequest> {
   if let Some(cwd) = &options.cwd {
     if cwd.is_empty() {
       return Err(invalid("options.cwd", "must not be empty"));
     }
   }
+  let timeout_ms = exec_timeout_ms(options)?;
+  let cmd = match timeout_ms {
+    None => vec!["bash".into(), "-c".into(), command.into()],
+    Some(ms) => vec![
+      "bash".into(),
+      "-c".into(),
+      TIMEOUT_WRAPPER.into(),
+      "sandbank-exec".into(),
+      format!("{:.3}", ms as f64 / 1000.0),
+      command.into(),
+    ],
+  };
   Ok(ExecRequest {
-    cmd: vec!["bash".into(), "-c".into(), command.into()],
+    cmd,
     working_dir: options.cwd.clone(),
-    timeout_seconds: exec_timeout_ms(options)?.map(|ms| ms as f64 / 1000.0),
+    timeout_seconds: timeout_ms.map(|ms| (ms + CLIENT_TIMEOUT_MARGIN_MS) as f64 / 1000.0),
     ..ExecRequest::default()
   })
 }
@@ -302,16 +326,22 @@ impl Adapter {
     let request = exec_request(command, options)?;
     let timeout_ms = exec_timeout_ms(options)?;
     let client = self.client()?;
+    let started = Instant::now();
     let run = client.exec(id, request);
     let result = match timeout_ms {
       None => run.await,
-      Some(ms) => match tokio::time::timeout(Duration::from_millis(ms) + EXEC_TIMEOUT_GRACE, run).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::ExecTimeout { timeout_ms: ms }),
-      },
+      Some(ms) => {
+        let limit = Duration::from_millis(ms + CLIENT_TIMEOUT_MARGIN_MS) + EXEC_TIMEOUT_GRACE;
+        tokio::time::timeout(limit, run).await.unwrap_or(Err(Error::ExecTimeout { timeout_ms: ms }))
+      }
     };
     match (result, timeout_ms) {
       (Err(Error::Timeout { .. }), Some(ms)) => Err(Error::ExecTimeout { timeout_ms: ms }),
+      (Ok(output), Some(ms))
+        if KILLED_BY_TIMEOUT.contains(&output.exit_code) && started.elapsed() >= Duration::from_millis(ms) =>
+      {
+        Err(Error::ExecTimeout { timeout_ms: ms })
+      }
       (result, _) => result,
     }
   }
@@ -467,11 +497,19 @@ mod tests {
   }
 
   #[test]
-  fn exec_request_runs_bash_with_cwd_and_timeout_in_seconds() {
-    let request = exec_request("pwd", &ExecOptions { cwd: Some("/tmp".into()), timeout: Some(1500.0) }).unwrap();
+  fn exec_request_runs_bash_with_cwd() {
+    let request = exec_request("pwd", &ExecOptions { cwd: Some("/tmp".into()), timeout: None }).unwrap();
     assert_eq!(request.cmd, ["bash", "-c", "pwd"]);
     assert_eq!(request.working_dir.as_deref(), Some("/tmp"));
-    assert_eq!(request.timeout_seconds, Some(1.5));
+    assert_eq!(request.timeout_seconds, None);
+  }
+
+  #[test]
+  fn exec_request_with_timeout_kills_the_process_group_in_the_guest_before_the_client_does() {
+    let request = exec_request("sleep 9", &ExecOptions { cwd: None, timeout: Some(1500.0) }).unwrap();
+    assert_eq!(request.cmd[..4], ["bash", "-c", TIMEOUT_WRAPPER, "sandbank-exec"]);
+    assert_eq!(request.cmd[4..], ["1.500", "sleep 9"]);
+    assert_eq!(request.timeout_seconds, Some(3.5));
     let no_timeout = exec_request("x", &ExecOptions { timeout: Some(0.0), ..Default::default() }).unwrap();
     assert_eq!(no_timeout.timeout_seconds, None);
     assert!(exec_request("x", &ExecOptions { timeout: Some(-1.0), ..Default::default() }).is_err());

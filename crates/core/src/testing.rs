@@ -151,7 +151,7 @@ impl BoxClient for FakeClient {
 
   async fn exec(&self, box_id: &str, request: ExecRequest) -> Result<ExecOutput> {
     // `sleep N` with a shorter timeout times out, as a real client reports it.
-    let sleep_secs = request.cmd.get(2).and_then(|c| c.strip_prefix("sleep ")).and_then(|n| n.parse::<f64>().ok());
+    let sleep_secs = request.cmd.last().and_then(|c| c.strip_prefix("sleep ")).and_then(|n| n.parse::<f64>().ok());
     self.with_box("exec", box_id, |_| match (sleep_secs, request.timeout_seconds) {
       (Some(sleep), Some(timeout)) if timeout < sleep => {
         Err(Error::Timeout { operation: "exec".into(), after_ms: (timeout * 1000.0) as u64 })

@@ -21,11 +21,18 @@ fn python() -> String {
 }
 
 fn client(home: &std::path::Path) -> Arc<dyn BoxClient> {
-  boxlite_core::local::connect(&LocalConfig { python_path: python(), boxlite_home: Some(home.to_path_buf()) }).unwrap()
+  boxlite_core::local::connect(&LocalConfig {
+    python_path: python(),
+    boxlite_home: Some(home.to_path_buf()),
+  })
+  .unwrap()
 }
 
 fn req(cmd: &[&str]) -> ExecRequest {
-  ExecRequest { cmd: cmd.iter().map(|s| s.to_string()).collect(), ..Default::default() }
+  ExecRequest {
+    cmd: cmd.iter().map(|s| s.to_string()).collect(),
+    ..Default::default()
+  }
 }
 
 fn main() {
@@ -33,30 +40,74 @@ fn main() {
   // interpreter honour.
   std::env::set_var("PYTHONPATH", fixtures().join("fakesdk"));
   run(&[
-    ("echo_round_trips_json_and_bytes", || Box::pin(echo_round_trips_json_and_bytes())),
-    ("three_hundred_concurrent_jobs_finish_together", || Box::pin(three_hundred_concurrent_jobs_finish_together())),
-    ("loop_thread_is_not_pythons_main_thread", || Box::pin(loop_thread_is_not_pythons_main_thread())),
-    ("sys_executable_is_the_python_path", || Box::pin(sys_executable_is_the_python_path())),
-    ("box_lifecycle_with_status_from_the_sdk", || Box::pin(box_lifecycle_with_status_from_the_sdk())),
-    ("exec_after_stop_uses_a_fresh_handle", || Box::pin(exec_after_stop_uses_a_fresh_handle())),
-    ("exec_passes_env_cwd_and_argv_verbatim", || Box::pin(exec_passes_env_cwd_and_argv_verbatim())),
-    ("exec_timeout_kills_the_command", || Box::pin(exec_timeout_kills_the_command())),
-    ("exec_stream_delivers_first_chunk_before_the_end", || Box::pin(exec_stream_delivers_first_chunk_before_the_end())),
-    ("exec_async_takes_input_and_replays_output", || Box::pin(exec_async_takes_input_and_replays_output())),
-    ("hundred_concurrent_execs", || Box::pin(hundred_concurrent_execs())),
-    ("upload_download_hostile_names", || Box::pin(upload_download_hostile_names())),
-    ("not_found_keeps_its_kind", || Box::pin(not_found_keeps_its_kind())),
-    ("clients_of_one_home_share_its_runtime", || Box::pin(clients_of_one_home_share_its_runtime())),
-    ("home_locked_elsewhere_is_an_environment_error", || Box::pin(home_locked_elsewhere_is_an_environment_error())),
-    ("vm_start_failure_explains_kvm", || Box::pin(vm_start_failure_explains_kvm())),
-    ("dispose_is_idempotent_and_final", || Box::pin(dispose_is_idempotent_and_final())),
+    ("echo_round_trips_json_and_bytes", || {
+      Box::pin(echo_round_trips_json_and_bytes())
+    }),
+    ("three_hundred_concurrent_jobs_finish_together", || {
+      Box::pin(three_hundred_concurrent_jobs_finish_together())
+    }),
+    ("loop_thread_is_not_pythons_main_thread", || {
+      Box::pin(loop_thread_is_not_pythons_main_thread())
+    }),
+    ("sys_executable_is_the_python_path", || {
+      Box::pin(sys_executable_is_the_python_path())
+    }),
+    ("box_lifecycle_with_status_from_the_sdk", || {
+      Box::pin(box_lifecycle_with_status_from_the_sdk())
+    }),
+    ("exec_after_stop_uses_a_fresh_handle", || {
+      Box::pin(exec_after_stop_uses_a_fresh_handle())
+    }),
+    ("exec_passes_env_cwd_and_argv_verbatim", || {
+      Box::pin(exec_passes_env_cwd_and_argv_verbatim())
+    }),
+    ("exec_timeout_kills_the_command", || {
+      Box::pin(exec_timeout_kills_the_command())
+    }),
+    ("exec_stream_delivers_first_chunk_before_the_end", || {
+      Box::pin(exec_stream_delivers_first_chunk_before_the_end())
+    }),
+    ("dropping_an_exec_stream_kills_its_command", || {
+      Box::pin(dropping_an_exec_stream_kills_its_command())
+    }),
+    ("exec_async_takes_input_and_replays_output", || {
+      Box::pin(exec_async_takes_input_and_replays_output())
+    }),
+    (
+      "hundred_concurrent_execs",
+      || Box::pin(hundred_concurrent_execs()),
+    ),
+    ("upload_download_hostile_names", || {
+      Box::pin(upload_download_hostile_names())
+    }),
+    (
+      "not_found_keeps_its_kind",
+      || Box::pin(not_found_keeps_its_kind()),
+    ),
+    ("clients_of_one_home_share_its_runtime", || {
+      Box::pin(clients_of_one_home_share_its_runtime())
+    }),
+    ("home_locked_elsewhere_is_an_environment_error", || {
+      Box::pin(home_locked_elsewhere_is_an_environment_error())
+    }),
+    ("vm_start_failure_explains_kvm", || {
+      Box::pin(vm_start_failure_explains_kvm())
+    }),
+    ("dispose_is_idempotent_and_final", || {
+      Box::pin(dispose_is_idempotent_and_final())
+    }),
   ]);
 }
 
 async fn echo_round_trips_json_and_bytes() -> Result<(), String> {
-  let (value, blobs) = testing::call(&python(), "echo", json!({"value": {"a": [1, "x"]}}), Some(Bytes::from_static(b"\0\xff")))
-    .await
-    .or_fail("echo")?;
+  let (value, blobs) = testing::call(
+    &python(),
+    "echo",
+    json!({"value": {"a": [1, "x"]}}),
+    Some(Bytes::from_static(b"\0\xff")),
+  )
+  .await
+  .or_fail("echo")?;
   check!(value == json!({"a": [1, "x"]}), "{value}");
   check!(blobs == vec![Bytes::from_static(b"\0\xff")]);
   Ok(())
@@ -70,14 +121,23 @@ async fn three_hundred_concurrent_jobs_finish_together() -> Result<(), String> {
   for (i, r) in results.into_iter().enumerate() {
     check!(r.or_fail("echo")?.0 == json!(i));
   }
-  check!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+  check!(
+    started.elapsed() < Duration::from_secs(2),
+    "took {:?}",
+    started.elapsed()
+  );
   Ok(())
 }
 
 async fn loop_thread_is_not_pythons_main_thread() -> Result<(), String> {
   let src = "__import__('signal').signal(2, __import__('signal').SIG_DFL)";
-  let err = testing::call(&python(), "eval", json!({"source": src}), None).await.unwrap_err();
-  check!(err.to_string().contains("ValueError") && err.to_string().contains("main thread"), "{err}");
+  let err = testing::call(&python(), "eval", json!({"source": src}), None)
+    .await
+    .unwrap_err();
+  check!(
+    err.to_string().contains("ValueError") && err.to_string().contains("main thread"),
+    "{err}"
+  );
   Ok(())
 }
 
@@ -91,15 +151,29 @@ async fn sys_executable_is_the_python_path() -> Result<(), String> {
 
 async fn box_lifecycle_with_status_from_the_sdk() -> Result<(), String> {
   let c = client(&temp_home("life"));
-  let b = c.create_box(CreateBoxParams { name: Some("life".into()), cpu: Some(2), ..Default::default() }).await.or_fail("create")?;
-  check!(b.status == "configured" && b.cpu == Some(2) && b.name.as_deref() == Some("life"), "{b:?}");
+  let b = c
+    .create_box(CreateBoxParams {
+      name: Some("life".into()),
+      cpu: Some(2),
+      ..Default::default()
+    })
+    .await
+    .or_fail("create")?;
+  check!(
+    b.status == "configured" && b.cpu == Some(2) && b.name.as_deref() == Some("life"),
+    "{b:?}"
+  );
   c.start_box(&b.id).await.or_fail("start")?;
   check!(c.get_box(&b.id).await.or_fail("get")?.status == "running");
   c.stop_box(&b.id).await.or_fail("stop")?;
   check!(c.get_box("life").await.or_fail("get by name")?.status == "stopped");
   let listed = c.list_boxes(None, None).await.or_fail("list")?;
   check!(listed.iter().any(|x| x.id == b.id));
-  check!(c.list_boxes(Some("running".into()), None).await.or_fail("list")?.is_empty());
+  check!(c
+    .list_boxes(Some("running".into()), None)
+    .await
+    .or_fail("list")?
+    .is_empty());
   c.delete_box(&b.id, false).await.or_fail("delete")?;
   check!(c.get_box(&b.id).await.unwrap_err().code() == "not_found");
   c.dispose().await.or_fail("dispose")
@@ -110,7 +184,10 @@ async fn exec_after_stop_uses_a_fresh_handle() -> Result<(), String> {
   let b = c.create_box(CreateBoxParams::default()).await.or_fail("create")?;
   check!(c.exec(&b.id, req(&["true"])).await.or_fail("exec")?.exit_code == 0);
   c.stop_box(&b.id).await.or_fail("stop")?;
-  let out = c.exec(&b.id, req(&["echo", "again"])).await.or_fail("exec after stop")?;
+  let out = c
+    .exec(&b.id, req(&["echo", "again"]))
+    .await
+    .or_fail("exec after stop")?;
   check!(out.stdout == "again\n", "{out:?}");
   c.dispose().await.or_fail("dispose")
 }
@@ -118,13 +195,27 @@ async fn exec_after_stop_uses_a_fresh_handle() -> Result<(), String> {
 async fn exec_passes_env_cwd_and_argv_verbatim() -> Result<(), String> {
   let c = client(&temp_home("argv"));
   let b = c.create_box(CreateBoxParams::default()).await.or_fail("create")?;
-  let mut r = req(&["sh", "-c", "printf '%s|%s|%s' \"$1\" \"$FOO\" \"$(pwd)\"", "x", "it's $(not run) `x`"]);
+  let mut r = req(&[
+    "sh",
+    "-c",
+    "printf '%s|%s|%s' \"$1\" \"$FOO\" \"$(pwd)\"",
+    "x",
+    "it's $(not run) `x`",
+  ]);
   r.env = Some([("FOO".to_string(), "bar baz".to_string())].into());
-  c.exec(&b.id, req(&["mkdir", "-p", "sub"])).await.or_fail("mkdir")?;
+  c.exec(&b.id, req(&["mkdir", "-p", "sub"]))
+    .await
+    .or_fail("mkdir")?;
   r.working_dir = Some("/sub".into());
   let out = c.exec(&b.id, r).await.or_fail("exec")?;
-  check!(out.stdout.starts_with("it's $(not run) `x`|bar baz|") && out.stdout.ends_with("/sub"), "{out:?}");
-  let out = c.exec(&b.id, req(&["sh", "-c", "echo err >&2; exit 3"])).await.or_fail("exec")?;
+  check!(
+    out.stdout.starts_with("it's $(not run) `x`|bar baz|") && out.stdout.ends_with("/sub"),
+    "{out:?}"
+  );
+  let out = c
+    .exec(&b.id, req(&["sh", "-c", "echo err >&2; exit 3"]))
+    .await
+    .or_fail("exec")?;
   check!(out.exit_code == 3 && out.stderr == "err\n", "{out:?}");
   c.dispose().await.or_fail("dispose")
 }
@@ -138,9 +229,16 @@ async fn exec_timeout_kills_the_command() -> Result<(), String> {
   let started = Instant::now();
   let err = c.exec(&b.id, r).await.unwrap_err();
   check!(err.code() == "timeout", "{err}");
-  check!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+  check!(
+    started.elapsed() < Duration::from_secs(2),
+    "{:?}",
+    started.elapsed()
+  );
   tokio::time::sleep(Duration::from_millis(3500)).await;
-  check!(!home.join("boxes").join(&b.id).join("survived").exists(), "the command kept running");
+  check!(
+    !home.join("boxes").join(&b.id).join("survived").exists(),
+    "the command kept running"
+  );
   c.dispose().await.or_fail("dispose")
 }
 
@@ -148,16 +246,53 @@ async fn exec_stream_delivers_first_chunk_before_the_end() -> Result<(), String>
   let c = client(&temp_home("stream"));
   let b = c.create_box(CreateBoxParams::default()).await.or_fail("create")?;
   let started = Instant::now();
-  let mut s = c.exec_stream(&b.id, req(&["sh", "-c", "echo one; sleep 1; echo two >&2; echo three; exit 4"])).await.or_fail("open")?;
+  let mut s = c
+    .exec_stream(
+      &b.id,
+      req(&["sh", "-c", "echo one; sleep 1; echo two >&2; echo three; exit 4"]),
+    )
+    .await
+    .or_fail("open")?;
   let first = s.next().await.ok_or("no event")?.or_fail("event")?;
-  check!(first == ExecEvent::Stdout(Bytes::from_static(b"one\n")), "{first:?}");
-  check!(started.elapsed() < Duration::from_millis(800), "first chunk after {:?}", started.elapsed());
+  check!(
+    first == ExecEvent::Stdout(Bytes::from_static(b"one\n")),
+    "{first:?}"
+  );
+  check!(
+    started.elapsed() < Duration::from_millis(800),
+    "first chunk after {:?}",
+    started.elapsed()
+  );
   let mut rest = Vec::new();
   while let Some(e) = s.next().await {
     rest.push(e.or_fail("event")?);
   }
   check!(rest.last() == Some(&ExecEvent::Exit(Some(4))), "{rest:?}");
-  check!(rest.contains(&ExecEvent::Stderr(Bytes::from_static(b"two\n"))), "{rest:?}");
+  check!(
+    rest.contains(&ExecEvent::Stderr(Bytes::from_static(b"two\n"))),
+    "{rest:?}"
+  );
+  c.dispose().await.or_fail("dispose")
+}
+
+async fn dropping_an_exec_stream_kills_its_command() -> Result<(), String> {
+  let home = temp_home("drop");
+  let c = client(&home);
+  let b = c.create_box(CreateBoxParams::default()).await.or_fail("create")?;
+  let mut s = c
+    .exec_stream(&b.id, req(&["sh", "-c", "echo started; sleep 1; touch survived"]))
+    .await
+    .or_fail("open")?;
+  check!(
+    s.next().await.ok_or("no event")?.or_fail("event")?
+      == ExecEvent::Stdout(Bytes::from_static(b"started\n"))
+  );
+  drop(s);
+  tokio::time::sleep(Duration::from_millis(1500)).await;
+  check!(
+    !home.join("boxes").join(&b.id).join("survived").exists(),
+    "the command outlived its dropped stream"
+  );
   c.dispose().await.or_fail("dispose")
 }
 
@@ -166,19 +301,52 @@ async fn exec_async_takes_input_and_replays_output() -> Result<(), String> {
   let b = c.create_box(CreateBoxParams::default()).await.or_fail("create")?;
   let e = c.exec_async(&b.id, req(&["cat"])).await.or_fail("exec_async")?;
   check!(e.status == "running");
-  c.send_exec_input(&b.id, &e.id, Bytes::from_static(b"hello\n"), false).await.or_fail("input")?;
-  c.send_exec_input(&b.id, &e.id, Bytes::from_static(b"bye\n"), true).await.or_fail("input+close")?;
-  let events: Vec<_> = c.get_exec_output(&b.id, &e.id).await.or_fail("output")?.collect().await;
+  c.send_exec_input(&b.id, &e.id, Bytes::from_static(b"hello\n"), false)
+    .await
+    .or_fail("input")?;
+  c.send_exec_input(&b.id, &e.id, Bytes::from_static(b"bye\n"), true)
+    .await
+    .or_fail("input+close")?;
+  let events: Vec<_> = c
+    .get_exec_output(&b.id, &e.id)
+    .await
+    .or_fail("output")?
+    .collect()
+    .await;
   let events: Vec<ExecEvent> = events.into_iter().collect::<Result<_, _>>().or_fail("events")?;
-  let out: Vec<u8> = events.iter().filter_map(|e| if let ExecEvent::Stdout(b) = e { Some(b.to_vec()) } else { None }).flatten().collect();
+  let out: Vec<u8> = events
+    .iter()
+    .filter_map(|e| {
+      if let ExecEvent::Stdout(b) = e {
+        Some(b.to_vec())
+      } else {
+        None
+      }
+    })
+    .flatten()
+    .collect();
   check!(out == b"hello\nbye\n", "{events:?}");
   check!(events.last() == Some(&ExecEvent::Exit(Some(0))));
   // A second reader replays the same output.
-  let again: Vec<_> = c.get_exec_output(&b.id, &e.id).await.or_fail("output")?.collect().await;
+  let again: Vec<_> = c
+    .get_exec_output(&b.id, &e.id)
+    .await
+    .or_fail("output")?
+    .collect()
+    .await;
   check!(again.len() == events.len());
-  let e2 = c.exec_async(&b.id, req(&["sleep", "30"])).await.or_fail("exec_async")?;
+  let e2 = c
+    .exec_async(&b.id, req(&["sleep", "30"]))
+    .await
+    .or_fail("exec_async")?;
   c.signal_exec(&b.id, &e2.id, 9).await.or_fail("signal")?;
-  let last = c.get_exec_output(&b.id, &e2.id).await.or_fail("output")?.collect::<Vec<_>>().await.pop();
+  let last = c
+    .get_exec_output(&b.id, &e2.id)
+    .await
+    .or_fail("output")?
+    .collect::<Vec<_>>()
+    .await
+    .pop();
   check!(matches!(last, Some(Ok(ExecEvent::Exit(Some(-9))))), "{last:?}");
   let err = c.signal_exec(&b.id, "nope", 9).await.unwrap_err();
   check!(err.code() == "not_found", "{err}");
@@ -208,14 +376,37 @@ async fn upload_download_hostile_names() -> Result<(), String> {
   let b = c.create_box(CreateBoxParams::default()).await.or_fail("create")?;
   let name = "it's \"$(touch pwned)\" `x`; rm -rf .txt";
   let tar = make_tar(&[(&format!("d ir/{name}"), b"payload"), ("top.txt", b"t")]);
-  c.upload_files(&b.id, "/dest dir/'q'", bytes_stream(vec![tar])).await.or_fail("upload")?;
-  let out = c.exec(&b.id, req(&["cat", &format!("dest dir/'q'/d ir/{name}")])).await.or_fail("cat")?;
+  c.upload_files(&b.id, "/dest dir/'q'", bytes_stream(vec![tar]))
+    .await
+    .or_fail("upload")?;
+  let out = c
+    .exec(&b.id, req(&["cat", &format!("dest dir/'q'/d ir/{name}")]))
+    .await
+    .or_fail("cat")?;
   check!(out.stdout == "payload", "{out:?}");
-  let data = collect(c.download_files(&b.id, "/dest dir/'q'").await.or_fail("download")?).await?;
+  let data = collect(
+    c.download_files(&b.id, "/dest dir/'q'")
+      .await
+      .or_fail("download")?,
+  )
+  .await?;
   let mut files = read_tar(&data);
   files.sort();
-  check!(files == vec![(format!("'q'/d ir/{name}"), b"payload".to_vec()), ("'q'/top.txt".into(), b"t".to_vec())], "{files:?}");
-  check!(c.exec(&b.id, req(&["ls"])).await.or_fail("ls")?.stdout.lines().all(|l| l != "pwned"));
+  check!(
+    files
+      == vec![
+        (format!("'q'/d ir/{name}"), b"payload".to_vec()),
+        ("'q'/top.txt".into(), b"t".to_vec())
+      ],
+    "{files:?}"
+  );
+  check!(c
+    .exec(&b.id, req(&["ls"]))
+    .await
+    .or_fail("ls")?
+    .stdout
+    .lines()
+    .all(|l| l != "pwned"));
   c.dispose().await.or_fail("dispose")
 }
 
@@ -238,7 +429,10 @@ async fn clients_of_one_home_share_its_runtime() -> Result<(), String> {
   let x = a.create_box(CreateBoxParams::default()).await.or_fail("create")?;
   check!(b.get_box(&x.id).await.or_fail("get from the other client")?.id == x.id);
   a.dispose().await.or_fail("dispose a")?;
-  check!(b.get_box(&x.id).await.is_ok(), "the runtime closed while a client still used it");
+  check!(
+    b.get_box(&x.id).await.is_ok(),
+    "the runtime closed while a client still used it"
+  );
   b.dispose().await.or_fail("dispose b")?;
   // The last client left: the home is free again for a new client.
   let c = client(&home);
@@ -248,17 +442,36 @@ async fn clients_of_one_home_share_its_runtime() -> Result<(), String> {
 
 async fn home_locked_elsewhere_is_an_environment_error() -> Result<(), String> {
   let home = temp_home("locked");
-  let src = format!("__import__('sys').modules['boxlite']._LOCKS.add({:?})", home.to_string_lossy());
-  testing::call(&python(), "eval", json!({"source": src}), None).await.or_fail("lock")?;
+  let src = format!(
+    "__import__('sys').modules['boxlite']._LOCKS.add({:?})",
+    home.to_string_lossy()
+  );
+  testing::call(&python(), "eval", json!({"source": src}), None)
+    .await
+    .or_fail("lock")?;
   let err = client(&home).list_boxes(None, None).await.unwrap_err();
-  check!(err.code() == "environment" && err.to_string().contains("in use by another BoxLite runtime"), "{err}");
+  check!(
+    err.code() == "environment" && err.to_string().contains("in use by another BoxLite runtime"),
+    "{err}"
+  );
   Ok(())
 }
 
 async fn vm_start_failure_explains_kvm() -> Result<(), String> {
   let c = client(&temp_home("kvm"));
-  let err = c.create_box(CreateBoxParams { image: Some("kvm-broken".into()), ..Default::default() }).await.unwrap_err();
-  check!(err.code() == "environment" && err.to_string().contains("The VM failed to start") && err.to_string().contains("/dev/kvm"), "{err}");
+  let err = c
+    .create_box(CreateBoxParams {
+      image: Some("kvm-broken".into()),
+      ..Default::default()
+    })
+    .await
+    .unwrap_err();
+  check!(
+    err.code() == "environment"
+      && err.to_string().contains("The VM failed to start")
+      && err.to_string().contains("/dev/kvm"),
+    "{err}"
+  );
   c.dispose().await.or_fail("dispose")
 }
 

@@ -13,38 +13,68 @@ fn base_python() -> String {
 }
 
 async fn first_error(python_path: &str) -> Error {
-  let config = LocalConfig { python_path: python_path.into(), boxlite_home: Some(temp_home("err")) };
+  let config = LocalConfig {
+    python_path: python_path.into(),
+    boxlite_home: Some(temp_home("err")),
+  };
   let client = boxlite_core::local::connect(&config).expect("connect does no I/O and cannot fail");
-  let err = client.list_boxes(None, None).await.expect_err("the environment is unusable");
+  let err = client
+    .list_boxes(None, None)
+    .await
+    .expect_err("the environment is unusable");
   println!("    [{}] {err}", err.code());
   err
 }
 
 fn fake(name: &str) -> String {
-  fixtures().join("fakepython").join(name).to_string_lossy().into_owned()
+  fixtures()
+    .join("fakepython")
+    .join(name)
+    .to_string_lossy()
+    .into_owned()
 }
 
 fn main() {
   run(&[
-    ("missing_interpreter_says_not_found", || Box::pin(missing_interpreter_says_not_found())),
-    ("something_that_is_not_python", || Box::pin(something_that_is_not_python())),
-    ("python_without_shared_libpython_says_how_to_get_one", || Box::pin(python_without_shared_libpython())),
-    ("python_older_than_3_10_is_refused", || Box::pin(python_older_than_3_10_is_refused())),
-    ("venv_without_boxlite_says_pip_install", || Box::pin(venv_without_boxlite_says_pip_install())),
-    ("second_interpreter_in_one_process_is_refused", || Box::pin(second_interpreter_in_one_process_is_refused())),
+    ("missing_interpreter_says_not_found", || {
+      Box::pin(missing_interpreter_says_not_found())
+    }),
+    ("something_that_is_not_python", || {
+      Box::pin(something_that_is_not_python())
+    }),
+    ("python_without_shared_libpython_says_how_to_get_one", || {
+      Box::pin(python_without_shared_libpython())
+    }),
+    ("python_older_than_3_10_is_refused", || {
+      Box::pin(python_older_than_3_10_is_refused())
+    }),
+    ("venv_without_boxlite_says_pip_install", || {
+      Box::pin(venv_without_boxlite_says_pip_install())
+    }),
+    ("second_interpreter_in_one_process_is_refused", || {
+      Box::pin(second_interpreter_in_one_process_is_refused())
+    }),
   ]);
 }
 
 async fn missing_interpreter_says_not_found() -> Result<(), String> {
   let err = first_error("/nonexistent/bin/python3").await;
   check!(err.code() == "environment", "{err}");
-  check!(err.to_string().starts_with("Python interpreter not found: config.pythonPath is '/nonexistent/bin/python3'"), "{err}");
+  check!(
+    err
+      .to_string()
+      .starts_with("Python interpreter not found: config.pythonPath is '/nonexistent/bin/python3'"),
+    "{err}"
+  );
   Ok(())
 }
 
 async fn something_that_is_not_python() -> Result<(), String> {
   let err = first_error(&fake("not-python")).await;
-  check!(err.code() == "environment" && err.to_string().contains("is not a working Python interpreter"), "{err}");
+  check!(
+    err.code() == "environment" && err.to_string().contains("is not a working Python interpreter"),
+    "{err}"
+  );
   Ok(())
 }
 
@@ -52,13 +82,24 @@ async fn python_without_shared_libpython() -> Result<(), String> {
   let err = first_error(&fake("static-python")).await;
   let text = err.to_string();
   check!(err.code() == "environment", "{err}");
-  check!(text.contains("without a shared libpython") && text.contains("--enable-shared") && text.contains("libpython3.11"), "{text}");
+  check!(
+    text.contains("without a shared libpython")
+      && text.contains("--enable-shared")
+      && text.contains("libpython3.11"),
+    "{text}"
+  );
   Ok(())
 }
 
 async fn python_older_than_3_10_is_refused() -> Result<(), String> {
   let err = first_error(&fake("old-python")).await;
-  check!(err.code() == "environment" && err.to_string().contains("is Python 3.9.18; local mode needs Python 3.10 or newer"), "{err}");
+  check!(
+    err.code() == "environment"
+      && err
+        .to_string()
+        .contains("is Python 3.9.18; local mode needs Python 3.10 or newer"),
+    "{err}"
+  );
   Ok(())
 }
 
@@ -79,7 +120,10 @@ async fn venv_without_boxlite_says_pip_install() -> Result<(), String> {
   let err = first_error(&python).await;
   let text = err.to_string();
   check!(err.code() == "environment", "{err}");
-  check!(text.contains("not importable") && text.contains(&format!("{python} -m pip install boxlite")), "{text}");
+  check!(
+    text.contains("not importable") && text.contains(&format!("{python} -m pip install boxlite")),
+    "{text}"
+  );
   Ok(())
 }
 
@@ -87,6 +131,9 @@ async fn second_interpreter_in_one_process_is_refused() -> Result<(), String> {
   // The previous test started this process's interpreter from another venv.
   let other = empty_venv()?;
   let err = first_error(&other).await;
-  check!(err.code() == "environment" && err.to_string().contains("one interpreter per process"), "{err}");
+  check!(
+    err.code() == "environment" && err.to_string().contains("one interpreter per process"),
+    "{err}"
+  );
   Ok(())
 }

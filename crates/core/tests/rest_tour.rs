@@ -13,7 +13,9 @@ use futures_util::StreamExt;
 use rest_common::*;
 use serde_json::json;
 
-async fn tour(client: &RestClient, dialect: Dialect) {
+/// `evicting`: the SSE-era `boxlite serve`, which forgets an execution once its output is
+/// opened (stdin and signals must come first there).
+async fn tour(client: &RestClient, dialect: Dialect, evicting: bool) {
   assert_eq!(client.dialect().await.unwrap(), dialect);
   let boxlite = dialect != Dialect::Boxrun;
 
@@ -21,6 +23,7 @@ async fn tour(client: &RestClient, dialect: Dialect) {
   assert!(config.is_object(), "{config}");
 
   // Boxes: create, get, list.
+  eprintln!("tour step: Boxes: create, get, list.");
   let name = unique("tour");
   let mut env = BTreeMap::new();
   env.insert("BOX_VAR".to_string(), "box-value".to_string());
@@ -48,6 +51,7 @@ async fn tour(client: &RestClient, dialect: Dialect) {
   assert!(running.iter().any(|b| b.id == id));
 
   // exec: output, stderr, exit codes, env, working directory (with quotes and spaces).
+  eprintln!("tour step: exec: output, stderr, exit codes, env, working directory (with quotes and spaces).");
   let out = client.exec(&id, argv(&["echo", "hello"])).await.expect("exec echo");
   assert_eq!((out.stdout.as_str(), out.stderr.as_str(), out.exit_code), ("hello\n", "", 0));
   let out = client.exec(&id, sh("echo out; echo err >&2; exit 3")).await.unwrap();
@@ -64,12 +68,14 @@ async fn tour(client: &RestClient, dialect: Dialect) {
   assert!(out.exit_code < 0 || out.exit_code == 137, "signal death: {}", out.exit_code);
 
   // exec timeout: killed client-side, reported as a timeout quickly.
+  eprintln!("tour step: exec timeout: killed client-side, reported as a timeout quickly.");
   let begun = Instant::now();
   let error = client.exec(&id, ExecRequest { timeout_seconds: Some(1.0), ..argv(&["sleep", "30"]) }).await.unwrap_err();
   assert_eq!(error.code(), "timeout", "{error}");
   assert!(begun.elapsed() < Duration::from_secs(12), "{:?}", begun.elapsed());
 
   // execStream: the first chunk arrives before the command ends.
+  eprintln!("tour step: execStream: the first chunk arrives before the command ends.");
   let begun = Instant::now();
   let mut events = client.exec_stream(&id, sh("echo first; sleep 2; echo second >&2; exit 4")).await.unwrap();
   let first = events.next().await.unwrap().unwrap();
@@ -83,6 +89,7 @@ async fn tour(client: &RestClient, dialect: Dialect) {
   assert!(begun.elapsed() >= Duration::from_secs(2));
 
   // execAsync + getExecOutput + stdin + signal + resize.
+  eprintln!("tour step: execAsync + getExecOutput + stdin + signal + resize.");
   let execution = client.exec_async(&id, argv(&["cat"])).await.expect("execAsync");
   assert_eq!(execution.status, "running");
   if dialect == Dialect::Boxrun {
@@ -96,9 +103,13 @@ async fn tour(client: &RestClient, dialect: Dialect) {
     }
     assert!(matches!(last, Some(ExecEvent::Exit(_))), "{last:?}");
   } else {
-    let mut output = client.get_exec_output(&id, &execution.id).await.expect("getExecOutput");
+    let early = if evicting { None } else { Some(client.get_exec_output(&id, &execution.id).await.expect("getExecOutput")) };
     client.send_exec_input(&id, &execution.id, Bytes::from_static(b"piped "), false).await.expect("stdin");
     client.send_exec_input(&id, &execution.id, Bytes::from_static(b"input"), true).await.expect("stdin + close");
+    let mut output = match early {
+      Some(output) => output,
+      None => client.get_exec_output(&id, &execution.id).await.expect("getExecOutput"),
+    };
     let mut stdout = Vec::new();
     let mut exit = None;
     while let Some(event) = output.next().await {
@@ -112,8 +123,12 @@ async fn tour(client: &RestClient, dialect: Dialect) {
     assert_eq!(exit, Some(Some(0)));
 
     let sleeper = client.exec_async(&id, argv(&["sleep", "30"])).await.unwrap();
-    let mut output = client.get_exec_output(&id, &sleeper.id).await.unwrap();
+    let early = if evicting { None } else { Some(client.get_exec_output(&id, &sleeper.id).await.unwrap()) };
     client.signal_exec(&id, &sleeper.id, 9).await.expect("signalExec");
+    let mut output = match early {
+      Some(output) => output,
+      None => client.get_exec_output(&id, &sleeper.id).await.unwrap(),
+    };
     let mut exit = None;
     while let Some(event) = tokio::time::timeout(Duration::from_secs(10), output.next()).await.unwrap() {
       if let ExecEvent::Exit(code) = event.unwrap() {
@@ -131,6 +146,7 @@ async fn tour(client: &RestClient, dialect: Dialect) {
   }
 
   // Files: a tar goes in and comes back out.
+  eprintln!("tour step: Files: a tar goes in and comes back out.");
   let tar = tar_of(&[("a.txt", b"alpha"), ("sub/b.txt", b"beta")]);
   client.upload_files(&id, "/root/uploaded", stream_of(tar)).await.expect("uploadFiles");
   let out = client.exec(&id, sh("find /root/uploaded -type f | sort; cat $(find /root/uploaded -name a.txt)")).await.unwrap();
@@ -143,6 +159,7 @@ async fn tour(client: &RestClient, dialect: Dialect) {
   assert!(c.0.trim_start_matches("./").starts_with("down/"), "top-level entry is the basename: {}", c.0);
 
   // Snapshots, clone, export/import, metrics.
+  eprintln!("tour step: Snapshots, clone, export/import, metrics.");
   if boxlite {
     let metrics = client.get_metrics().await.expect("getMetrics");
     assert!(metrics.is_object());
@@ -154,9 +171,12 @@ async fn tour(client: &RestClient, dialect: Dialect) {
     assert_eq!(snapshot.name, "snap-1");
     let snapshots = client.list_snapshots(&id).await.expect("listSnapshots");
     assert!(snapshots.iter().any(|s| s.name == "snap-1"), "{snapshots:?}");
+    client.create_snapshot(&id, "snap-2").await.expect("createSnapshot 2");
     client.restore_snapshot(&id, "snap-1").await.expect("restoreSnapshot");
-    client.delete_snapshot(&id, "snap-1").await.expect("deleteSnapshot");
-    assert!(client.list_snapshots(&id).await.unwrap().is_empty());
+    // The restored disk depends on snap-1, so the other one is the one that can go.
+    client.delete_snapshot(&id, "snap-2").await.expect("deleteSnapshot");
+    let names: Vec<_> = client.list_snapshots(&id).await.unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, vec!["snap-1"]);
     let clone = client.clone_box(&id, Some(unique("clone"))).await.expect("cloneBox");
     assert_ne!(clone.id, id);
     let archive = read_all(client.export_box(&id).await.expect("exportBox")).await;
@@ -184,6 +204,7 @@ async fn tour(client: &RestClient, dialect: Dialect) {
   }
 
   // Delete, then not-found is structural.
+  eprintln!("tour step: Delete, then not-found is structural.");
   client.delete_box(&id, true).await.expect("deleteBox");
   let error = client.get_box(&id).await.unwrap_err();
   assert_eq!(error.code(), "not_found", "{error}");
@@ -197,7 +218,7 @@ async fn tour(client: &RestClient, dialect: Dialect) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_dialect_with_client_credentials_serves_every_method() {
   let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await else { return };
-  tour(&tb.client(json!({})), Dialect::Sse).await;
+  tour(&tb.client(json!({})), Dialect::Sse, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,19 +227,19 @@ async fn sse_dialect_of_boxlite_serve_with_lf_framing_and_default_prefix_serves_
   else {
     return;
   };
-  tour(&tb.client(json!({"dialect": "sse"})), Dialect::Sse).await;
+  tour(&tb.client(json!({"dialect": "sse"})), Dialect::Sse, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_dialect_without_auth_serves_every_method() {
   let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "none"]).await else { return };
-  tour(&tb.client(json!({"prefix": "tenant-1"})), Dialect::Sse).await;
+  tour(&tb.client(json!({"prefix": "tenant-1"})), Dialect::Sse, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn current_dialect_with_token_serves_every_method() {
   let Some(tb) = Testbed::start(&["--dialect", "current", "--auth", "token"]).await else { return };
-  tour(&tb.client(json!({})), Dialect::Current).await;
+  tour(&tb.client(json!({})), Dialect::Current, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,11 +252,11 @@ async fn current_dialect_with_discovered_prefix_serves_every_method() {
   };
   let client = tb.client(json!({}));
   assert_eq!(client.prefix().await.unwrap().as_deref(), Some("us-east/team-42"));
-  tour(&client, Dialect::Current).await;
+  tour(&client, Dialect::Current, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boxrun_dialect_serves_every_method_it_has_and_refuses_the_rest() {
   let Some(tb) = Testbed::start(&["--dialect", "boxrun"]).await else { return };
-  tour(&tb.client(json!({})), Dialect::Boxrun).await;
+  tour(&tb.client(json!({})), Dialect::Boxrun, false).await;
 }

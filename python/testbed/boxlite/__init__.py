@@ -9,16 +9,19 @@ quirks are reproduced for tests.  ``boxlite.__testbed__`` is True.
 
 from . import errors
 from ._exec import ExecStderr, ExecStdin, ExecStdout, Execution
-from ._runtime import Box, Boxlite, ImageHandle, NetworkHandle, SnapshotHandle, VolumeHandle
-from ._types import (AdvancedBoxOptions, ApiKeyCredential, BoxInfo, BoxliteRestOptions, BoxMetrics,
+from ._runtime import Box, Boxlite, ImageHandle, NetworkHandle, RegistryHandle, SnapshotHandle, VolumeHandle
+from ._types import (AccessToken, AdvancedBoxOptions, ApiKeyCredential, BoxInfo, BoxliteRestOptions, BoxMetrics,
                      BoxOptions, BoxStateInfo, CloneOptions, ContainerCapabilities, CopyOptions, ExportOptions,
                      HealthCheckOptions, HealthState, HealthStatus, ImageInfo, ImageRegistry, InboundNetworkInfo,
                      InboundNetworkSpec, NetworkInfo, NetworkSpec, Options, OutboundNetworkInfo,
                      OutboundNetworkSpec, PublishedPort, RuntimeMetrics, Secret, SecurityOptions, SnapshotInfo,
-                     SnapshotOptions, SocketAddress, VolumeInfo)
+                     SnapshotOptions, SocketAddress, VolumeInfo, ImageAliasEvent, ImageDetail,
+                     ImagePullResult, ImageUsage, ImageVersion, RegistryCredential)
+from .credential import Credential
 from .errors import *  # noqa: F401,F403 - the SDK re-exports every error class
 from .errors import __all__ as _error_types
 from .exec import ExecResult
+from ._tunnel import BoxConnection, BoxTunnel, TunnelForwarder
 
 __version__ = "0.10.8"
 __testbed__ = True
@@ -30,10 +33,11 @@ __all__ = [
     "InboundNetworkInfo", "Box", "Execution", "ExecStdout", "ExecStderr", "ImageHandle", "ImageInfo",
     "BoxInfo", "BoxStateInfo", "HealthState", "HealthStatus", "RuntimeMetrics", "PublishedPort", "BoxMetrics",
     "CopyOptions", "HealthCheckOptions", "SecurityOptions", "Secret", "SnapshotHandle", "SnapshotInfo",
-    "SnapshotOptions", "CloneOptions", "ExportOptions", "VolumeHandle", "VolumeInfo",
-    "SimpleBox", "ExecResult", *_error_types,
+    "SnapshotOptions", "CloneOptions", "ExportOptions", "VolumeHandle", "VolumeInfo", "TunnelForwarder",
+    "ImagePullResult", "ImageDetail", "ImageVersion", "ImageAliasEvent", "ImageUsage", "RegistryHandle",
+    "RegistryCredential", "AccessToken", "Credential", "SimpleBox", "ExecResult", *_error_types,
 ]
 
 from .simplebox import SimpleBox  # noqa: E402
 
-_ = (errors, ExecStdin)
+_ = (errors, ExecStdin, BoxConnection, BoxTunnel)  # not re-exported by the SDK either

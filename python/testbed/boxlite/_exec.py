@@ -122,6 +122,7 @@ class ExecState:
         self.error_message: str | None = None
         self.timeout_handle: asyncio.TimerHandle | None = None
         self.taken: set[str] = set()
+        self.watch_task: asyncio.Task | None = None
 
     # -- wiring -------------------------------------------------------------
     def attach_output(self, out_fd: int, err_fd: int | None) -> None:
@@ -139,6 +140,8 @@ class ExecState:
         """Wait for the exit report, then end the streams and resolve wait()."""
         try:
             msg = await self.read_ctl()
+        except asyncio.CancelledError:
+            return
         except (OSError, ValueError):
             msg = {}
         if "exit" in msg:
@@ -154,10 +157,22 @@ class ExecState:
             return
         if self.timeout_handle is not None:
             self.timeout_handle.cancel()
+        task = self.watch_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
         if self.ctl is not None:
+            # unregister before closing: the fd number will be reused
+            self.loop.remove_reader(self.ctl.fileno())
             self.ctl.close()
-        self.close_stdin()
+            self.ctl = None
         self.exit_fut.set_result(code)
+        self.stdin_closed = True
+        if self.stdin_fd is not None:
+            try:
+                os.close(self.stdin_fd)
+            except OSError:
+                pass
+            self.stdin_fd = None
         self.loop.call_later(DRAIN_GRACE, self._drain)
 
     def _drain(self) -> None:

@@ -32,6 +32,18 @@ from ._types import (BoxInfo, BoxMetrics, BoxOptions, BoxStateInfo, CloneOptions
 
 _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 KVM_ENV = "BOXLITE_SIM_FAIL_KVM"
+COPY_MOUNTS_ENV = "BOXLITE_SIM_COPY_MOUNTS"
+BOOT_DELAY_ENV = "BOXLITE_SIM_BOOT_DELAY"
+# bwrap's --die-with-parent does not cover bwrap itself; setpriv (util-linux)
+# makes the kernel kill it when the engine thread (= this process) goes away.
+_SETPRIV = shutil.which("setpriv")
+
+
+def _env_float(name: str) -> float:
+    try:
+        return float(os.environ.get(name, "") or 0)
+    except ValueError:
+        return 0.0
 BOOT_TIMEOUT = 15.0
 
 
@@ -104,6 +116,8 @@ class _Live:
         self.sock = sock
         self.execs: dict[str, ExecState] = {}
         self.send_lock = threading.Lock()
+        self.servers: list = []         # port forwarders (asyncio servers)
+        self.published: list[dict] = []  # guest_port, host_ip, host_port, protocol
 
 
 class _Core:
@@ -214,11 +228,8 @@ class _Core:
                                    exit_code=None)
         net = rec["network"]
         ports = []
-        if status == "running":
-            for p in rec["ports"]:
-                ports.append(PublishedPort._make(guest_port=p["guest_port"], host_ip=p["host_ip"] or "0.0.0.0",
-                                                 host_port=p["host_port"] or p["guest_port"],
-                                                 protocol=p["protocol"]))
+        if status == "running" and live is not None:
+            ports = [PublishedPort._make(**p) for p in live.published]
         network = NetworkInfo._make(
             outbound=OutboundNetworkInfo._make(mode=net["outbound"]["mode"],
                                                allow_net=list(net["outbound"]["allow_net"])),
@@ -309,14 +320,18 @@ class _Core:
         live = self.live.get(box_id)
         if live is not None and live.proc.poll() is None and rec["status"] == "running":
             return
+        # a detached box recovered from an earlier process resumes with its /tmp
+        resume = rec["status"] == "running" and live is None
         if live is not None:  # the sandbox died behind our back
             await self._teardown(box_id)
-        resume = rec["status"] == "running"  # detached box recovered from an earlier process
         t0 = time.monotonic()
         loop = asyncio.get_running_loop()
         disk = self.disk(box_id)
         await loop.run_in_executor(None, self._prepare_fs, box_id, not resume)
         t_fs = time.monotonic()
+        delay = _env_float(BOOT_DELAY_ENV)
+        if delay > 0:
+            await asyncio.sleep(delay)
         if os.environ.get(KVM_ENV, "") not in ("", "0"):
             rec["failed"] = True
             self.save(rec)
@@ -325,6 +340,8 @@ class _Core:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         argv = _sandbox.bwrap_argv(disk, self.tmpfs(box_id, "tmp"), self.tmpfs(box_id, "shm"),
                                    child.fileno(), box_id, rec["volumes"])
+        if _SETPRIV:
+            argv = [_SETPRIV, "--pdeathsig", "KILL", "--"] + argv
         log = open(os.path.join(self.box_dir(box_id), "console.log"), "ab")
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -337,7 +354,8 @@ class _Core:
             rec["failed"] = True
             self.save(rec)
             self.boxes_failed_total += 1
-            raise errors.EngineError.make(f"The VM failed to start: {e}") from None
+            hint = " (the simulator needs bubblewrap: apt-get install bubblewrap)" if "bwrap" in str(e) else ""
+            raise errors.EngineError.make(f"The VM failed to start: {e}{hint}") from None
         child.close()
         log.close()
         parent.setblocking(False)
@@ -346,16 +364,31 @@ class _Core:
             msg = await asyncio.wait_for(loop.sock_recv(parent, 4096), BOOT_TIMEOUT)
         except (asyncio.TimeoutError, OSError):
             msg = b""
+        except BaseException:  # cancelled: the boot is abandoned, as when the SDK's future is dropped
+            proc.kill()
+            parent.close()
+            asyncio.ensure_future(_wait_proc(proc))
+            raise
         if not msg:
             proc.kill()
-            await loop.run_in_executor(None, proc.wait)
+            await _wait_proc(proc)
             parent.close()
             rec["failed"] = True
             self.save(rec)
             self.boxes_failed_total += 1
             raise errors.EngineError.make("The VM failed to start.")
         t_ready = time.monotonic()
-        self.live[box_id] = _Live(proc, parent)
+        live = _Live(proc, parent)
+        try:
+            await _publish_ports(live, rec["ports"])
+        except OSError as e:
+            for srv in live.servers:
+                srv.close()
+            os.killpg(proc.pid, _signal.SIGKILL)
+            await _wait_proc(proc)
+            parent.close()
+            raise errors.NetworkError.make(f"failed to publish ports: {e.strerror or e}") from None
+        self.live[box_id] = live
         now = time.time_ns()
         rec.update(status="running", failed=False, started_at=_rfc3339(now), last_activity_at=_rfc3339(now),
                    pid=proc.pid)
@@ -396,11 +429,13 @@ class _Core:
             return
         for st in list(live.execs.values()):
             st.abort("box stopped")
+        for srv in live.servers:
+            srv.close()
         try:
             os.killpg(live.proc.pid, _signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        await asyncio.get_running_loop().run_in_executor(None, live.proc.wait)
+        await _wait_proc(live.proc)
         live.sock.close()
 
     async def stop(self, box_id: str) -> None:
@@ -452,8 +487,10 @@ class _Core:
     async def exec(self, box_id: str, command: str, args: list[str], env: list | None, tty: bool,
                    user: str | None, timeout: float | None, cwd: str | None) -> ExecState:
         await self.start(box_id)
-        rec = self.records[box_id]
-        live = self.live[box_id]
+        rec = self.records.get(box_id)
+        live = self.live.get(box_id)
+        if rec is None or live is None:
+            raise errors.StoppedError.make("box stopped before the process could be started")
         counters = self.counters_for(box_id)
         full_env = {"PATH": _sandbox.PATH_DEFAULT}
         if tty:
@@ -505,9 +542,10 @@ class _Core:
             first = await st.read_ctl()
         except (OSError, ValueError):
             first = {}
+        except BaseException:  # cancelled while spawning: forget the process
+            st.abort("cancelled")
+            raise
         if "pid" not in first:
-            st.ctl.close()
-            st.ctl = None
             st.abort(first.get("error", "process could not be started"))
             counters.exec_error()
             raise errors.ExecutionError.make(first.get("error", "process could not be started"))
@@ -519,15 +557,21 @@ class _Core:
         if timeout:
             st.timeout_handle = asyncio.get_running_loop().call_later(timeout, st.on_timeout, timeout)
 
-        async def watch():
-            await st.watch()
+        def forget(_t):
             live.execs.pop(st.id, None)
-        asyncio.ensure_future(watch())
+        st.watch_task = asyncio.ensure_future(st.watch())
+        st.watch_task.add_done_callback(forget)
         return st
 
     # -- files ----------------------------------------------------------------
-    def guest_path(self, rec: dict, path: str, write: bool) -> str:
-        """Host path of ``path`` as seen by copy_in/copy_out (not by exec)."""
+    def guest_path(self, rec: dict, path: str, write: bool, follow_last: bool = False) -> str:
+        """Host path of ``path`` as seen by copy_in/copy_out (not by exec).
+
+        Copies act on the box's root filesystem layer (the disk).  Paths at or
+        under a guest mount (/tmp, /dev/shm, volumes) resolve to the disk layer
+        *beneath* the mount, invisible to exec; with BOXLITE_SIM_COPY_MOUNTS=refuse
+        they are refused instead (as the 0.10.8 SimpleBox docstrings describe).
+        """
         trailing = path.endswith("/") and path != "/"
         if not path.startswith("/"):
             path = posixpath.join(rec.get("working_dir") or "/", path)
@@ -536,12 +580,19 @@ class _Core:
         if norm.startswith("//"):
             norm = norm[1:]
         suffix = "/." if dot else ("/" if trailing else "")
-        for v in sorted(rec["volumes"], key=lambda v: -len(v["guest_path"])):
-            g = posixpath.normpath(v["guest_path"])
-            if v.get("host_path") and (norm == g or norm.startswith(g + "/")):
-                if write and v.get("read_only"):
-                    raise errors.StorageError.make(f"Read-only file system: {norm}")
-                return v["host_path"] + norm[len(g):] + suffix
+        norm = self._resolve_dirs(rec, norm + ("/." if follow_last and not dot else ""))
+        if norm.endswith("/."):
+            norm = norm[:-2] or "/"
+        mounts = ["/tmp", "/dev/shm"] + [posixpath.normpath(v["guest_path"]) for v in rec["volumes"]]
+        if os.environ.get(COPY_MOUNTS_ENV, "") == "refuse":
+            for m in mounts:
+                inside = norm == m or norm.startswith(m + "/")
+                contains = not write and (norm == "/" or m.startswith(norm + "/"))
+                if inside or contains:
+                    raise errors.InvalidArgumentError.make(
+                        f"{norm} is {'under' if inside else 'above'} the guest mount {m}; "
+                        f"{'files copied there would be hidden by it' if write else 'the archive would carry the files underneath it'}"
+                        " (pipe a tar archive through exec instead)")
         for special in ("/proc", "/sys"):
             if norm == special or norm.startswith(special + "/"):
                 raise errors.InvalidArgumentError.make(f"cannot copy to or from {special}: not on the root filesystem")
@@ -550,13 +601,129 @@ class _Core:
             if write:
                 raise errors.StorageError.make(f"Read-only file system (simulator host base): {norm}")
             return base + suffix
-        # everything else, including /tmp and /dev/shm, lives on the box disk
-        # (for /tmp and /dev/shm that is the layer hidden under the tmpfs)
+        # everything else, including mount points such as /tmp, /dev/shm and
+        # volumes, lives on the box disk (the layer hidden under the mount)
         return self.disk(rec["id"]) + (norm if norm != "/" else "") + (suffix or ("/" if norm == "/" else ""))
+
+    def _resolve_dirs(self, rec: dict, guest: str) -> str:
+        """Resolve symlinks in the directory part of ``guest`` the way the guest
+        would (absolute targets from the box root), never leaving the box."""
+        disk = self.disk(rec["id"])
+        parts = [p for p in guest.split("/") if p]
+        done: list[str] = []
+        hops = 0
+        while len(parts) > 1:
+            head = parts.pop(0)
+            cur = "/" + "/".join(done + [head])
+            if _sandbox.is_ro_base(cur) is not None or any(
+                    cur == posixpath.normpath(v["guest_path"]) for v in rec["volumes"]):
+                done.append(head)
+                continue
+            host = disk + cur
+            if os.path.islink(host):
+                hops += 1
+                if hops > 40:
+                    raise errors.InvalidArgumentError.make(f"{guest}: Too many levels of symbolic links")
+                target = os.readlink(host)
+                base = [] if target.startswith("/") else done
+                merged = posixpath.normpath("/" + "/".join(base + [target]))
+                parts = [p for p in merged.split("/") if p] + parts
+                done = []
+                continue
+            done.append(head)
+        return "/" + "/".join(done + parts)
+
+    def chown_for_exec_user(self, rec: dict, target: str) -> None:
+        """Files copied in belong to the box's exec user (root unless ``user``)."""
+        user = rec.get("user")
+        if not user or os.geteuid() != 0:
+            return
+        import grp
+        import pwd
+        name, _, group = user.partition(":")
+        try:
+            ent = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+            uid, gid = ent.pw_uid, ent.pw_gid
+        except KeyError:
+            if not name.isdigit():
+                return
+            uid = gid = int(name)
+        if group:
+            try:
+                gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+            except KeyError:
+                pass
+        for root, dirs, files in os.walk(target):
+            for n in dirs + files:
+                os.lchown(os.path.join(root, n), uid, gid)
+        os.lchown(target, uid, gid)
+
+
+async def _publish_ports(live: _Live, specs: list[dict]) -> None:
+    """Publish guest ports on the host.  The guest shares the host network, so
+    a port published under its own number needs no forwarder; any other host
+    port gets a TCP forwarder to 127.0.0.1:<guest_port>."""
+    from ._tunnel import GUEST_HOST, _pipe
+
+    for spec in specs:
+        guest, host = spec["guest_port"], spec["host_port"]
+        host_ip = spec.get("host_ip") or "0.0.0.0"
+        proto = spec.get("protocol") or "tcp"
+        if proto != "tcp" or host == guest:
+            live.published.append({"guest_port": guest, "host_ip": host_ip, "host_port": host or guest,
+                                   "protocol": proto})
+            continue
+
+        async def handle(r, w, guest=guest):
+            try:
+                gr, gw = await asyncio.open_connection(GUEST_HOST, guest)
+            except OSError:
+                w.close()
+                return
+            await asyncio.gather(_pipe(r, gw), _pipe(gr, w))
+            w.close()
+            gw.close()
+
+        srv = await asyncio.start_server(handle, host_ip, host or 0)
+        live.servers.append(srv)
+        live.published.append({"guest_port": guest, "host_ip": host_ip,
+                               "host_port": srv.sockets[0].getsockname()[1], "protocol": proto})
+
+
+async def _wait_proc(proc: subprocess.Popen) -> int:
+    """Wait for a child without parking a thread (executor threads are joined
+    at interpreter exit, which would hang a process that exits with boxes
+    still running)."""
+    if proc.poll() is not None:
+        return proc.returncode
+    loop = asyncio.get_running_loop()
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is not None:
+        done = loop.create_future()
+        loop.add_reader(pidfd, lambda: done.done() or done.set_result(None))
+        try:
+            await done
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+        return proc.wait()
+    fut = loop.create_future()
+
+    def waiter():
+        rc = proc.wait()
+        try:
+            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(rc))
+        except RuntimeError:
+            pass
+    threading.Thread(target=waiter, daemon=True, name="boxlite-sim-wait").start()
+    return await fut
 
 
 async def _watch_sandbox(core_ref, box_id: str, proc: subprocess.Popen) -> None:
-    await asyncio.get_running_loop().run_in_executor(None, proc.wait)
+    await _wait_proc(proc)
     core = core_ref()
     if core is not None:
         core._sandbox_died(box_id, proc)
@@ -569,7 +736,7 @@ def _close(fd) -> None:
         pass
 
 
-def _docker_cp(src: str, dst: str, opts: CopyOptions, exists_error) -> None:
+def _docker_cp(src: str, dst: str, opts: CopyOptions, exists_error) -> list[str]:
     """Copy with ``docker cp`` placement rules (``src/.`` = directory contents)."""
     contents = src.endswith("/.")
     src_path = src[:-2] if contents else src.rstrip("/") or "/"
@@ -591,11 +758,15 @@ def _docker_cp(src: str, dst: str, opts: CopyOptions, exists_error) -> None:
         if os.path.lexists(target) and not os.path.isdir(target):
             os.unlink(target)
         os.makedirs(target, exist_ok=True)
+        written = [] if contents else [target]
         for name in os.listdir(src_path):
             s, t = os.path.join(src_path, name), os.path.join(target, name)
             if os.path.lexists(t) and not opts.overwrite:
                 raise exists_error(t)
             _copy_entry(s, t, opts.follow_symlinks)
+            if contents:
+                written.append(t)
+        return written
     else:
         if dst.endswith("/") or dst_is_dir:
             os.makedirs(dst, exist_ok=True)
@@ -606,6 +777,7 @@ def _docker_cp(src: str, dst: str, opts: CopyOptions, exists_error) -> None:
         if os.path.lexists(target) and not opts.overwrite:
             raise exists_error(target)
         _copy_entry(src_path, target, opts.follow_symlinks)
+        return [target]
 
 
 def _copy_entry(s: str, t: str, follow: bool) -> None:
@@ -715,11 +887,37 @@ class ImageHandle:
 
     @property
     def registries(self):
-        raise errors.UnsupportedError.make(
-            "registry logins require a REST image catalog; local runtimes use image_registries in their options")
+        return RegistryHandle._new()
 
     def __repr__(self):
         return "ImageHandle(local)"
+
+
+class RegistryHandle:
+    """Registry logins: REST runtimes only; every call fails locally."""
+
+    def __init__(self, *a, **k):
+        raise TypeError("cannot create 'builtins.RegistryHandle' instances")
+
+    @classmethod
+    def _new(cls):
+        return cls.__new__(cls)
+
+    def _unsupported(self):
+        return submit(_async_raise(errors.UnsupportedError.make(
+            "registry logins require a REST image catalog; local runtimes use image_registries in their options")))
+
+    def create(self, *, registry_host, username, password, repository_prefix=None):
+        return self._unsupported()
+
+    def list(self):
+        return self._unsupported()
+
+    def remove(self, id):  # noqa: A002
+        return self._unsupported()
+
+    def __repr__(self):
+        return "RegistryHandle(local)"
 
 
 class VolumeHandle:
@@ -966,7 +1164,10 @@ def _import_archive(core: _Core, path: str, name: str | None) -> dict:
             bdir = core.box_dir(box_id)
             os.makedirs(bdir)
             members = [m for m in tf.getmembers() if m.name == "disk" or m.name.startswith("disk/")]
-            tf.extractall(bdir, members=members, filter="tar")
+            if hasattr(tarfile, "tar_filter"):
+                tf.extractall(bdir, members=members, filter="tar")
+            else:  # Python without extraction filters
+                tf.extractall(bdir, members=[m for m in members if not m.name.startswith("/") and ".." not in m.name])
     except (KeyError, ValueError, tarfile.TarError, OSError) as e:
         raise errors.InvalidArgumentError.make(f"invalid archive {path}: {e}") from None
     now = time.time_ns()
@@ -1052,6 +1253,8 @@ class Box:
         core, box_id = self._core, self._id
 
         async def run():
+            if core.gens.get(box_id, 0) != self._gen:
+                return ()  # an invalidated handle has nothing left to stop
             await core.stop(box_id)
             return ()
         return submit(run)
@@ -1118,9 +1321,13 @@ class Box:
                 if not os.path.lexists(src.rstrip("/.") if src.endswith("/.") else src):
                     raise errors.NotFoundError.make(f"host path {src}: No such file or directory")
                 target = core.guest_path(rec, dst, write=True)
-                await asyncio.get_running_loop().run_in_executor(
-                    None, _docker_cp, src, target, opts,
-                    lambda t: errors.AlreadyExistsError.make(f"destination {dst} exists and overwrite=false"))
+
+                def work():
+                    written = _docker_cp(src, target, opts, lambda t: errors.AlreadyExistsError.make(
+                        f"destination {dst} exists and overwrite=false"))
+                    for w in written:
+                        core.chown_for_exec_user(rec, w)
+                await asyncio.get_running_loop().run_in_executor(None, work)
             return ()
         return submit(run)
 
@@ -1137,7 +1344,7 @@ class Box:
                 rec = core.records.get(box_id)
                 if rec is None:
                     raise errors.NotFoundError.make(box_id)
-                source = core.guest_path(rec, src, write=False)
+                source = core.guest_path(rec, src, write=False, follow_last=opts.follow_symlinks)
                 probe = source[:-2] if source.endswith("/.") else source
                 if not os.path.lexists(probe.rstrip("/") or "/"):
                     raise errors.NotFoundError.make(f"{src}: No such file or directory")
@@ -1384,8 +1591,17 @@ class NetworkHandle:
         return h
 
     def tunnel(self, port):
-        conv_int("port", port, 0, 65535, optional=False)
-        return submit(_async_raise(errors.UnsupportedError.make("tunnels are not supported by the simulator")))
+        port = conv_int("port", port, 0, 65535, optional=False)
+        box = self._box
+
+        async def run():
+            from ._tunnel import BoxTunnel
+            if port == 0:
+                raise errors.InvalidArgumentError.make("tunnel port must be non-zero")
+            box._checked()
+            await box._core.start(box._id)
+            return BoxTunnel._new(port)
+        return submit(run)
 
     def revoke_tunnel(self, port):
         conv_int("port", port, 0, 65535, optional=False)

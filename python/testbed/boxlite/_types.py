@@ -609,3 +609,32 @@ def valid_timeout(v: float | None) -> bool:
 
 def ensure_list(v: Iterable | None) -> list:
     return list(v) if v is not None else []
+
+
+class AccessToken(_Result):
+    _fields = ("token", "expires_at")
+
+
+class ImageAliasEvent(_Result):
+    _fields = ("alias", "from_digest", "to_digest", "actor", "recorded_at")
+
+
+class ImageVersion(_Result):
+    _fields = ("digest", "source_ref", "size_bytes", "recorded_at", "last_used_at", "upstream_missing_at",
+               "aliases")
+
+
+class ImageDetail(_Result):
+    _fields = ("name", "curated", "versions", "aliases", "history")
+
+
+class ImagePullResult(_Result):
+    _fields = ("reference", "config_digest", "layer_count")
+
+
+class ImageUsage(_Result):
+    _fields = ("count", "known_bytes", "limit")
+
+
+class RegistryCredential(_Result):
+    _fields = ("id", "registry_host", "repository_prefix", "username", "created_at", "created_by")

@@ -14,7 +14,7 @@ import logging
 from typing import Optional
 
 from ._runtime import Boxlite
-from ._types import BoxOptions
+from ._types import BoxOptions, CopyOptions
 from .exec import ExecResult
 
 log = logging.getLogger(__name__)
@@ -82,11 +82,34 @@ class SimpleBox:
         await self._require().stop()
         self._started = False
 
-    async def copy_in(self, host_path: str, container_dest: str, copy_options=None):
-        return await self._require().copy_in(host_path, container_dest, copy_options)
+    async def shutdown(self) -> None:
+        """Alias of ``stop()``."""
+        await self.stop()
 
-    async def copy_out(self, container_src: str, host_dest: str, copy_options=None):
-        return await self._require().copy_out(container_src, host_dest, copy_options)
+    @property
+    def network(self):
+        if self._box is None:
+            raise RuntimeError("Box not created")
+        return self._box.network
+
+    async def tunnel(self, port: int):
+        if self._box is None:
+            raise RuntimeError("Box not created")
+        if not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ValueError("port must be an integer between 1 and 65535")
+        return await self._box.network.tunnel(port)
+
+    async def copy_in(self, host_path: str, container_dest: str, *, overwrite: bool = True,
+                      follow_symlinks: bool = False) -> None:
+        box = self._require()
+        opts = CopyOptions(recursive=True, overwrite=overwrite, follow_symlinks=follow_symlinks)
+        await box.copy_in(host_path, container_dest, opts)
+
+    async def copy_out(self, container_src: str, host_dest: str, *, overwrite: bool = True,
+                       follow_symlinks: bool = False) -> None:
+        box = self._require()
+        opts = CopyOptions(recursive=True, overwrite=overwrite, follow_symlinks=follow_symlinks)
+        await box.copy_out(container_src, host_dest, opts)
 
     async def exec(self, cmd: str, *args: str, env: Optional[dict] = None, user: Optional[str] = None,
                    timeout: Optional[float] = None, cwd: Optional[str] = None) -> ExecResult:

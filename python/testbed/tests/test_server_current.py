@@ -168,6 +168,9 @@ def test_start_stop_keep_box_because_auto_delete_defaults_to_zero(srv):
     assert srv.req("GET", f"/v1/boxes/{bid}").status_code == 200
     r = srv.req("POST", f"/v1/boxes/{bid}/start")  # restart after stop (fresh handle)
     assert r.status_code == 200 and r.json()["status"] == "running"
+    r = srv.req("DELETE", f"/v1/boxes/{bid}")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "invalid_state"
+    assert srv.req("DELETE", f"/v1/boxes/{bid}?force=true").status_code == 204
 
 
 @pytest.mark.asyncio
@@ -399,3 +402,142 @@ def test_no_auth_mode_accepts_requests_without_authorization():
         assert all(not e["authorization"]["present"] for e in log)
     finally:
         assert s.stop() == 0
+
+
+def test_upload_with_source_is_dir_places_single_entry_like_local_copy_in(srv):
+    """boxlite 0.10.8's REST client sends ?source_is_dir= (not in the contract) and a tar whose
+    top-level entry is basename(src); the entry lands at `path` with docker-cp rules."""
+    bid = create(srv)["box_id"]
+    h = {"Content-Type": "application/x-tar"}
+    r = srv.req("PUT", f"/v1/boxes/{bid}/files?path=/root/target.txt&source_is_dir=false",
+                data=make_tar({"in.txt": b"F"}), headers=h)
+    assert r.status_code == 204
+    r = srv.req("PUT", f"/v1/boxes/{bid}/files?path=/root/tree&source_is_dir=true",
+                data=make_tar({"dir/a": b"A", "dir/sub/b": b"B"}, dirs=("dir", "dir/sub")), headers=h)
+    assert r.status_code == 204
+    r = srv.req("PUT", f"/v1/boxes/{bid}/files?path=/root/tree&source_is_dir=true",
+                data=make_tar({"dir/c": b"C"}, dirs=("dir",)), headers=h)  # existing dest: nested
+    assert r.status_code == 204
+    eid = start_exec(srv, bid, "sh", "-c", "cat /root/target.txt; echo; cd /root/tree && find . -type f | sort")
+    frames, code, _ = asyncio.run(attach_collect(srv, bid, eid))
+    assert b"".join(p for ch, p in frames if ch == 1) == b"F\n./a\n./dir/c\n./sub/b\n"
+
+
+def test_boot_delay_postpones_running():
+    import time
+
+    s = ServerProc("--dialect", "current", "--boot-delay", "0.6")
+    try:
+        bid = s.req("POST", "/v1/boxes", json={"image": "alpine:latest"}).json()["box_id"]
+        t0 = time.time()
+        r = s.req("POST", f"/v1/boxes/{bid}/start")
+        assert r.status_code == 200 and r.json()["status"] == "running"
+        assert time.time() - t0 >= 0.55
+        other = s.req("POST", "/v1/boxes", json={"image": "alpine:latest"}).json()["box_id"]
+        t0 = time.time()
+        assert s.req("POST", f"/v1/boxes/{other}/exec", json={"command": "true"}).status_code == 201
+        assert time.time() - t0 >= 0.55  # lazy start through exec is delayed too
+    finally:
+        assert s.stop() == 0
+
+
+def test_unappliable_option_value_is_400_invalid_argument(srv):
+    r = srv.req("POST", "/v1/boxes", json={"image": "alpine:latest", "memory_mib": 2 ** 40})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_argument"
+
+
+def test_attach_sends_websocket_pings_at_keepalive_interval(srv):
+    import time
+
+    bid = create(srv)["box_id"]
+    eid = start_exec(srv, bid, "sleep", "5")
+    ws = RawWebSocket(srv.url, f"/v1/boxes/{bid}/executions/{eid}/attach", AUTH)
+    try:
+        t0 = time.time()
+        op, data = ws.recv_frame()  # no output: the first frame is a ping (--keepalive 1)
+        assert op == 0x9 and time.time() - t0 < 3
+        ws.send_frame(0xA, data)
+    finally:
+        ws.close()
+    assert srv.req("DELETE", f"/v1/boxes/{bid}/executions/{eid}").status_code == 204
+
+
+def test_base_path_like_the_cloud_api_prefix():
+    s = ServerProc("--dialect", "current", "--base-path", "/api", "--prefix", "org_1")
+    try:
+        assert s.info["box_base"] == "/api/v1/org_1/boxes"
+        assert s.req("GET", "/api/v1/me").json()["prefix"] == "org_1"
+        r = s.req("POST", "/api/v1/org_1/boxes", json={"image": "alpine:latest"})
+        assert r.status_code == 201 and r.headers["Location"].startswith("/api/v1/org_1/boxes/")
+        assert s.req("GET", "/v1/org_1/boxes").status_code == 404
+        assert s.control("GET", "/info").status_code == 200
+    finally:
+        assert s.stop() == 0
+
+
+def test_create_accepts_contract_options_and_rejects_bad_advanced(srv):
+    r = srv.req("POST", "/v1/boxes", json={"image": "alpine:latest", "advanced": {"capabilities": {"add": ["SYS_ADMIN"],
+                                                                                                  "drop": []}},
+                                          "auto_pause": 0, "auto_delete": 0, "auto_resume": False,
+                                          "network": {"mode": "disabled"}, "working_dir": "/root",
+                                          "entrypoint": ["sh"], "cmd": ["-c", "true"], "tty": False})
+    assert r.status_code == 201, r.text
+    assert r.json()["auto_pause"] == 0 and r.json()["auto_resume"] is False
+    r = srv.req("POST", "/v1/boxes", json={"image": "alpine:latest", "advanced": {"privileged": True}})
+    assert r.status_code == 422 and r.headers["Content-Type"].startswith("text/plain")
+
+
+def test_late_attach_replays_only_the_byte_capped_backlog(srv):
+    bid = create(srv)["box_id"]
+    eid = start_exec(srv, bid, "sh", "-c", "head -c 700000 /dev/zero | tr '\\0' x; echo END")
+    wait_until(lambda: srv.req("GET", f"/v1/boxes/{bid}/executions/{eid}").json()["status"] == "completed")
+    frames, code, _ = asyncio.run(attach_collect(srv, bid, eid))
+    out = b"".join(p for ch, p in frames if ch == 1)
+    assert code == 0 and out.endswith(b"END\n")
+    assert 0 < len(out) <= 256 * 1024 + 65536  # 256 KiB per stream, at least the last chunk
+
+
+def test_network_tunnel_reaches_an_in_box_tcp_service_directly_and_via_connect(srv):
+    import socket
+
+    bid = create(srv)["box_id"]
+    # an in-box TCP service (the simulator's boxes share the host network)
+    srv_sock = socket.socket()
+    srv_sock.bind(("127.0.0.1", 0))
+    srv_sock.listen(4)
+    port = srv_sock.getsockname()[1]
+
+    def serve_once():
+        c, _ = srv_sock.accept()
+        data = c.recv(100)
+        c.sendall(b"echo:" + data)
+        c.close()
+
+    import threading
+    for use_connect in (False, True):
+        t = threading.Thread(target=serve_once, daemon=True)
+        t.start()
+        r = srv.req("POST", f"/v1/boxes/{bid}/network/tunnel?port={port}")
+        assert r.status_code == 200, r.text
+        uri = r.json()["uri"]
+        assert srv.req("POST", f"/v1/boxes/{bid}/network/tunnel?port={port}").json()["uri"] == uri  # stable
+        host, tport = uri.split("//", 1)[1].split(":")
+        c = socket.create_connection((host, int(tport)), timeout=10)
+        if use_connect:
+            c.sendall(f"CONNECT {host}:{tport} HTTP/1.1\r\nHost: {host}:{tport}\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += c.recv(1)
+            assert head.startswith(b"HTTP/1.1 200")
+        c.sendall(b"ping")
+        got = b""
+        while True:
+            chunk = c.recv(100)
+            if not chunk:
+                break
+            got += chunk
+        c.close()
+        t.join(5)
+        assert got == b"echo:ping"
+    srv_sock.close()
+    assert srv.req("POST", f"/v1/boxes/{bid}/network/tunnel?port=0").status_code == 400

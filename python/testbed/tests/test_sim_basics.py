@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -48,7 +49,8 @@ def test_async_method_without_running_loop_raises_runtime_error(sim_rt):
 
 async def test_async_method_returns_asyncio_future_not_coroutine(sim_rt):
     fut = sim_rt.list_info()
-    assert isinstance(fut, asyncio.Future)
+    assert type(fut) is asyncio.Future and not isinstance(fut, asyncio.Task)
+    assert fut.get_loop() is asyncio.get_running_loop()
     assert await fut == []
 
 
@@ -387,3 +389,86 @@ async def test_future_is_bound_to_caller_loop_and_objects_are_not(sim_home):
     out = await asyncio.get_running_loop().run_in_executor(None, other_loop)
     assert out == "hi\n"
     await rt.shutdown()
+
+
+async def test_cancelling_the_future_cancels_the_work(sim_rt):
+    box = await sim_rt.create(keep())
+    ex = await box.exec("sleep", ["30"])
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(ex.wait(), 0.2)
+    await ex.kill()
+    assert (await ex.wait()).exit_code == -9
+
+
+async def test_async_context_manager_starts_and_stops(sim_rt):
+    box = await sim_rt.create(keep())
+    async with box as b:
+        assert b is box and (await box.info()).state.status == "running"
+    assert (await sim_rt.get_info(box.id)).state.status == "stopped"
+
+
+async def test_simplebox_wrapper_runs_over_the_simulator(sim_rt):
+    async with boxlite.SimpleBox(runtime=sim_rt, name="sb") as sb:
+        res = await sb.exec("bash", "-c", "echo $X; echo e >&2; exit 2", env={"X": "1"}, cwd="/tmp")
+        assert (res.exit_code, res.stdout, res.stderr) == (2, "1\n", "e\n")
+        assert await sim_rt.get_info("sb") is not None
+    assert await sim_rt.get_info("sb") is None  # auto_remove=True by default
+
+
+def test_default_runtime_uses_boxlite_home_and_init_default_ordering(tmp_path):
+    code = ("import boxlite,os\n"
+            "a=boxlite.Boxlite.default(); b=boxlite.Boxlite.default(); assert a is b\n"
+            "assert os.path.exists(os.path.join(os.environ['BOXLITE_HOME'],'.lock'))\n"
+            "try:\n boxlite.Boxlite.init_default(boxlite.Options())\n"
+            "except boxlite.InternalError as e:\n print(e)\n")
+    env = dict(os.environ, BOXLITE_HOME=str(tmp_path / "h"))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, env=env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("internal error: Default runtime already initialized.")
+
+
+async def test_stop_on_invalidated_handle_does_not_touch_the_restarted_box(sim_rt):
+    box = await sim_rt.create(keep())
+    await box.start()
+    await box.stop()
+    fresh = await sim_rt.get(box.id)
+    await fresh.start()
+    assert await box.stop() == ()
+    assert (await sim_rt.get_info(box.id)).state.status == "running"
+
+
+async def test_boot_delay_and_cancelled_start_leaves_box_configured(sim_rt, monkeypatch):
+    monkeypatch.setenv("BOXLITE_SIM_BOOT_DELAY", "0.5")
+    box = await sim_rt.create(keep())
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(box.start(), 0.1)
+    assert (await box.info()).state.status == "configured"
+    t0 = time.monotonic()
+    await box.start()
+    assert time.monotonic() - t0 >= 0.5
+    assert (await box.info()).state.status == "running"
+
+
+async def test_attach_by_execution_id_and_local_only_surfaces(sim_rt):
+    box = await sim_rt.create(keep())
+    ex = await box.exec("bash", ["-c", "read x; echo got $x"])
+    again = await box.attach(ex.id())
+    await again.stdin().send_input(b"hi\n")
+    assert await collect(again.stdout()) == "got hi\n"
+    assert (await ex.wait()).exit_code == 0
+    with pytest.raises(E.UnsupportedError):
+        await box.attach()
+    assert await sim_rt.images.list() == []
+    with pytest.raises(E.UnsupportedError, match="named volumes are not supported yet"):
+        await sim_rt.volumes.list()
+    with pytest.raises(E.InvalidStateError, match="outbound policy updates require a running box"):
+        await (await sim_rt.create(keep())).network.update_outbound(boxlite.OutboundNetworkSpec())
+    assert await box.network.revoke_tunnel(80) == ()
+
+
+def test_result_classes_cannot_be_constructed():
+    for cls in (boxlite.Box, boxlite.BoxInfo, boxlite.Execution, boxlite.SnapshotInfo, boxlite.BoxMetrics):
+        with pytest.raises(TypeError, match="cannot create"):
+            cls()
+    assert repr(BoxOptions(image="a")) == 'BoxOptions(image=Some("a"), rootfs_path=None, cpus=None, memory_mib=None, advanced=false)'
+    assert repr(Options(home_dir="/h")) == 'Options(home_dir=Some("/h"), image_registries=[])'

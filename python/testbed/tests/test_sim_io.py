@@ -176,8 +176,9 @@ async def test_background_process_survives_its_exec_until_stop(sim_rt):
 async def test_box_metrics_count_real_work(sim_rt):
     box = await sim_rt.create(keep())
     ex = await box.exec("bash", ["-c", "cat; echo 12345"])
-    await ex.stdin().send_input(b"abc")
-    await ex.stdin().close()
+    stdin = ex.stdin()
+    await stdin.send_input(b"abc")
+    await stdin.close()
     out = await collect(ex.stdout())
     await ex.wait()
     assert out == "abc12345\n"
@@ -217,3 +218,94 @@ async def test_volume_is_bound_into_the_box(sim_rt, tmp_path):
     assert out == "host"
     assert (shared / "out").read_text() == "box\n"
     assert os.path.exists(shared / "out")
+
+
+async def test_tunnel_connects_to_a_server_in_the_box(sim_rt):
+    import socket as _s
+
+    with _s.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    box = await sim_rt.create(keep())
+    server = await box.exec("python3", ["-c", (
+        "import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+        f"s.bind(('127.0.0.1',{port}));s.listen();print('up',flush=True);"
+        "c,_=s.accept();c.sendall(c.recv(100).upper());c.close()")])
+    it = server.stdout().__aiter__()
+    assert await it.__anext__() == "up\n"
+    tunnel = await box.network.tunnel(port)
+    assert tunnel.uri() is None
+    conn = await tunnel.connect()
+    await conn.write(b"ping")
+    assert await conn.read(100) == b"PING"
+    await conn.close()
+    with pytest.raises(E.InvalidStateError):
+        await tunnel.connect()
+    assert (await server.wait()).exit_code == 0
+
+
+async def test_copy_in_files_belong_to_the_box_user(sim_rt, tmp_path):
+    box = await sim_rt.create(BoxOptions(auto_remove=False, user="65534:65534"))
+    src = tmp_path / "d"
+    src.mkdir()
+    (src / "f").write_text("x")
+    await box.copy_in(str(src), "/home/d")
+    out, _, _ = await run(box, "stat -c '%u:%g' /home/d /home/d/f; id -u")
+    assert out == "65534:65534\n65534:65534\n65534\n"
+
+
+async def test_copy_mount_refusal_mode(sim_rt, tmp_path, monkeypatch):
+    monkeypatch.setenv("BOXLITE_SIM_COPY_MOUNTS", "refuse")
+    box = await sim_rt.create(keep())
+    src = tmp_path / "f"
+    src.write_text("x")
+    with pytest.raises(E.InvalidArgumentError, match="guest mount /tmp"):
+        await box.copy_in(str(src), "/tmp/f")
+    with pytest.raises(E.InvalidArgumentError, match="guest mount /dev/shm"):
+        await box.copy_out("/dev", str(tmp_path / "dev"))
+    await box.copy_in(str(src), "/root/f")  # elsewhere unaffected
+
+
+async def test_published_ports_forward_to_the_guest(sim_rt):
+    import socket as _s
+
+    def free_port():
+        with _s.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    guest, host = free_port(), free_port()
+    box = await sim_rt.create(BoxOptions(auto_remove=False, ports=[(host, guest), {"guest_port": guest}]))
+    assert (await box.info()).network.published_ports == []
+    server = await box.exec("python3", ["-c", (
+        "import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+        f"s.bind(('127.0.0.1',{guest}));s.listen();print('up',flush=True);"
+        "c,_=s.accept();c.sendall(b'hello');c.close()")])
+    assert await server.stdout().__aiter__().__anext__() == "up\n"
+    ports = (await box.info()).network.published_ports
+    assert [(p.guest_port, p.protocol) for p in ports] == [(guest, "tcp"), (guest, "tcp")]
+    assert ports[0].host_port == host and ports[1].host_port not in (0, guest)
+    reader, writer = await asyncio.open_connection("127.0.0.1", host)
+    assert await reader.read() == b"hello"
+    writer.close()
+
+
+async def test_copy_paths_resolve_symlinks_inside_the_box(sim_rt, tmp_path):
+    box = await sim_rt.create(keep())
+    await run(box, "mkdir -p /srv/real && ln -s /srv/real /work/link && ln -s / /root/escape")
+    src = tmp_path / "f"
+    src.write_text("via-link")
+    await box.copy_in(str(src), "/work/link/f")
+    assert (await run(box, "cat /srv/real/f"))[0] == "via-link"
+    await box.copy_in(str(src), "/root/escape/opt/g")  # "/" of the box, not of the host
+    assert (await run(box, "cat /opt/g"))[0] == "via-link"
+    assert not os.path.exists("/opt/g")
+
+
+async def test_copy_out_follow_symlinks_resolves_in_the_box(sim_rt, tmp_path):
+    box = await sim_rt.create(keep())
+    await run(box, "echo inside > /root/target && ln -s /root/target /srv/link")
+    await box.copy_out("/srv/link", str(tmp_path / "as-link"))
+    assert os.path.islink(tmp_path / "as-link")
+    await box.copy_out("/srv/link", str(tmp_path / "followed"), CopyOptions(follow_symlinks=True))
+    assert (tmp_path / "followed").read_text() == "inside\n"

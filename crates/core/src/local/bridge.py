@@ -216,7 +216,7 @@ async def op_release(_blob, home):
         return None
     del RUNTIMES[home]
     rt = entry[0]
-    for ident, rec in list(EXECS.items()):
+    for rec in list(EXECS.values()):
         if rec.home == home:
             rec.forget()
     try:
@@ -254,10 +254,6 @@ async def _status(home, box_id):
 
 # --------------------------------------------------------------------------------------------
 # Boxes
-
-
-def _opt(value):
-    return value if value is not None else None
 
 
 def _record(info):
@@ -346,7 +342,7 @@ async def op_list_boxes(_blob, home):
 
 async def op_delete_box(_blob, home, box_id, force):
     await _rt(home).remove(box_id, force=bool(force))
-    for ident, rec in list(EXECS.items()):
+    for rec in list(EXECS.values()):
         if rec.home == home and rec.box_id == box_id:
             rec.forget()
     return None

@@ -36,7 +36,8 @@ impl Reply {
   }
 
   pub fn parse<T: DeserializeOwned>(self, what: &str) -> crate::error::Result<T> {
-    serde_json::from_value(self.value).map_err(|e| Error::Internal(format!("unexpected {what} from the bridge: {e}")))
+    serde_json::from_value(self.value)
+      .map_err(|e| Error::Internal(format!("unexpected {what} from the bridge: {e}")))
   }
 }
 
@@ -56,11 +57,23 @@ pub struct PyFailure {
 
 impl PyFailure {
   pub fn bridge(message: &str) -> PyFailure {
-    PyFailure { type_name: "BridgeError".into(), message: message.into(), mro: vec!["BridgeError".into()], ..Default::default() }
+    PyFailure {
+      type_name: "BridgeError".into(),
+      message: message.into(),
+      mro: vec!["BridgeError".into()],
+      ..Default::default()
+    }
   }
 
   pub(crate) fn from_python(payload: &Bound<'_, PyAny>) -> PyFailure {
-    type Raw = (String, Option<String>, String, Vec<String>, String, Option<String>);
+    type Raw = (
+      String,
+      Option<String>,
+      String,
+      Vec<String>,
+      String,
+      Option<String>,
+    );
     match payload.extract::<Raw>() {
       Ok((type_name, code, message, mro, traceback, extra)) => PyFailure {
         type_name,
@@ -75,7 +88,11 @@ impl PyFailure {
   }
 
   fn extra_str(&self, key: &str) -> Option<String> {
-    self.extra.as_ref()?.get(key).and_then(|v| v.as_str().map(str::to_string))
+    self
+      .extra
+      .as_ref()?
+      .get(key)
+      .and_then(|v| v.as_str().map(str::to_string))
   }
 }
 
@@ -138,6 +155,9 @@ pub struct Ctx<'a> {
 /// The error a failed job becomes.
 pub fn to_error(failure: PyFailure, ctx: Ctx<'_>) -> Error {
   match kind_of(&failure) {
+    // A missing path inside an existing box is not a missing box (which the adapter reports as
+    // SandboxNotFoundError); the bridge names a missing box explicitly (`extra`).
+    Kind::NotFound if ctx.what == "path" && failure.extra.is_none() => Error::FileNotFound { path: ctx.id.to_string() },
     Kind::NotFound => {
       let what = match failure.extra_str("what").as_deref() {
         Some("box") => "box",
@@ -179,7 +199,8 @@ fn strip_prefix<'a>(message: &'a str, prefix: &str) -> &'a str {
 }
 
 fn is_home_lock(message: &str) -> bool {
-  message.contains("Another BoxliteRuntime is already using directory") || message.contains("Failed to acquire runtime lock")
+  message.contains("Another BoxliteRuntime is already using directory")
+    || message.contains("Failed to acquire runtime lock")
 }
 
 /// What a failed VM start most likely means on this machine.
@@ -214,10 +235,26 @@ mod tests {
   }
 
   fn sdk(class: &str, message: &str) -> PyFailure {
-    failure(class, &[class, "_NativeError", "BoxliteError", "RuntimeError", "Exception", "BaseException", "object"], message)
+    failure(
+      class,
+      &[
+        class,
+        "_NativeError",
+        "BoxliteError",
+        "RuntimeError",
+        "Exception",
+        "BaseException",
+        "object",
+      ],
+      message,
+    )
   }
 
-  const CTX: Ctx<'static> = Ctx { operation: "getBox", what: "box", id: "b1" };
+  const CTX: Ctx<'static> = Ctx {
+    operation: "getBox",
+    what: "box",
+    id: "b1",
+  };
 
   #[test]
   fn every_table_row_maps_to_its_kind() {
@@ -229,36 +266,91 @@ mod tests {
   #[test]
   fn sdk_not_found_becomes_not_found_of_the_context() {
     let err = to_error(sdk("NotFoundError", "not found: b1"), CTX);
-    assert!(matches!(&err, Error::NotFound { what: "box", id } if id == "b1"), "{err:?}");
+    assert!(
+      matches!(&err, Error::NotFound { what: "box", id } if id == "b1"),
+      "{err:?}"
+    );
     assert_eq!(err.code(), "not_found");
   }
 
   #[test]
+  fn missing_path_in_a_box_is_file_not_found_not_a_missing_box() {
+    let ctx = Ctx {
+      operation: "copy_out",
+      what: "path",
+      id: "/root/nope",
+    };
+    let err = to_error(sdk("NotFoundError", "not found: /root/nope"), ctx);
+    assert!(
+      matches!(&err, Error::FileNotFound { path } if path == "/root/nope"),
+      "{err:?}"
+    );
+    let mut missing_box = failure(
+      "BridgeNotFound",
+      &["BridgeNotFound", "Exception"],
+      "box 'b1' not found",
+    );
+    missing_box.extra = Some(serde_json::json!({"what": "box", "id": "b1"}));
+    assert_eq!(to_error(missing_box, ctx).code(), "not_found");
+  }
+
+  #[test]
   fn bridge_not_found_names_what_it_was() {
-    let mut f = failure("BridgeNotFound", &["BridgeNotFound", "Exception"], "execution 'e9' not found");
+    let mut f = failure(
+      "BridgeNotFound",
+      &["BridgeNotFound", "Exception"],
+      "execution 'e9' not found",
+    );
     f.extra = Some(serde_json::json!({"what": "execution", "id": "e9"}));
     let err = to_error(f, CTX);
-    assert!(matches!(&err, Error::NotFound { what: "execution", id } if id == "e9"), "{err:?}");
+    assert!(
+      matches!(&err, Error::NotFound { what: "execution", id } if id == "e9"),
+      "{err:?}"
+    );
   }
 
   #[test]
   fn invalid_state_and_stopped_become_invalid_state_without_the_prefix() {
-    let err = to_error(sdk("InvalidStateError", "invalid state: Cannot restore snapshot while box is running"), CTX);
-    assert_eq!(err.to_string(), "invalid state: Cannot restore snapshot while box is running");
-    let err = to_error(sdk("StoppedError", "stopped: Handle invalidated after stop()"), CTX);
+    let err = to_error(
+      sdk(
+        "InvalidStateError",
+        "invalid state: Cannot restore snapshot while box is running",
+      ),
+      CTX,
+    );
+    assert_eq!(
+      err.to_string(),
+      "invalid state: Cannot restore snapshot while box is running"
+    );
+    let err = to_error(
+      sdk("StoppedError", "stopped: Handle invalidated after stop()"),
+      CTX,
+    );
     assert_eq!(err.code(), "invalid_state");
   }
 
   #[test]
   fn invalid_argument_names_the_operation() {
-    let err = to_error(sdk("InvalidArgumentError", "invalid argument: box with name 'x' already exists"), CTX);
+    let err = to_error(
+      sdk(
+        "InvalidArgumentError",
+        "invalid argument: box with name 'x' already exists",
+      ),
+      CTX,
+    );
     assert_eq!(err.code(), "invalid_argument");
     assert!(err.to_string().contains("already exists"));
   }
 
   #[test]
   fn unsupported_keeps_the_sdk_message() {
-    let err = to_error(sdk("UnsupportedError", "unsupported: named volumes are not supported yet"), CTX);
+    let err = to_error(
+      sdk(
+        "UnsupportedError",
+        "unsupported: named volumes are not supported yet",
+      ),
+      CTX,
+    );
     assert_eq!(err.code(), "unsupported");
     assert!(err.to_string().contains("named volumes"));
   }
@@ -268,23 +360,34 @@ mod tests {
     assert_eq!(to_error(sdk("TimeoutError", "slow"), CTX).code(), "timeout");
     let builtin = failure("TimeoutError", &["TimeoutError", "OSError", "Exception"], "");
     assert_eq!(to_error(builtin, CTX).code(), "timeout");
-    let mut ours = failure("BridgeTimeout", &["BridgeTimeout", "Exception"], "exec timed out after 1500 ms");
+    let mut ours = failure(
+      "BridgeTimeout",
+      &["BridgeTimeout", "Exception"],
+      "exec timed out after 1500 ms",
+    );
     ours.extra = Some(serde_json::json!({"operation": "exec", "after_ms": 1500}));
     assert_eq!(to_error(ours, CTX).to_string(), "exec timed out after 1500 ms");
   }
 
   #[test]
   fn engine_error_keeps_the_sdk_message_and_says_what_it_means() {
-    let err = to_error(sdk("EngineError", "engine reported an error: The VM failed to start."), CTX);
+    let err = to_error(
+      sdk("EngineError", "engine reported an error: The VM failed to start."),
+      CTX,
+    );
     assert_eq!(err.code(), "environment");
     let text = err.to_string();
-    assert!(text.starts_with("engine reported an error: The VM failed to start.: BoxLite could not boot"), "{text}");
+    assert!(
+      text.starts_with("engine reported an error: The VM failed to start.: BoxLite could not boot"),
+      "{text}"
+    );
     assert!(text.contains("/dev/kvm"));
   }
 
   #[test]
   fn home_lock_is_an_environment_error_naming_the_cause() {
-    let msg = "internal error: Failed to acquire runtime lock at /h: internal error: Another BoxliteRuntime is \
+    let msg =
+      "internal error: Failed to acquire runtime lock at /h: internal error: Another BoxliteRuntime is \
                already using directory: /h";
     let err = to_error(sdk("InternalError", msg), CTX);
     assert_eq!(err.code(), "environment");
@@ -300,21 +403,35 @@ mod tests {
 
   #[test]
   fn environment_problem_passes_its_message_through() {
-    let f = failure("EnvironmentProblem", &["EnvironmentProblem", "Exception"], "pip install boxlite");
+    let f = failure(
+      "EnvironmentProblem",
+      &["EnvironmentProblem", "Exception"],
+      "pip install boxlite",
+    );
     assert_eq!(to_error(f, CTX).to_string(), "pip install boxlite");
   }
 
   #[test]
   fn already_exists_and_unknown_classes_keep_their_class_name() {
     let err = to_error(sdk("AlreadyExistsError", "already exists: snapshot 's1'"), CTX);
-    assert_eq!(err.to_string(), "AlreadyExistsError: already exists: snapshot 's1'");
-    let err = to_error(failure("KeyError", &["KeyError", "LookupError", "Exception"], "'x'"), CTX);
+    assert_eq!(
+      err.to_string(),
+      "AlreadyExistsError: already exists: snapshot 's1'"
+    );
+    let err = to_error(
+      failure("KeyError", &["KeyError", "LookupError", "Exception"], "'x'"),
+      CTX,
+    );
     assert_eq!(err.code(), "python");
   }
 
   #[test]
   fn subclasses_inherit_their_parents_row() {
-    let f = failure("MyNotFound", &["MyNotFound", "NotFoundError", "_NativeError", "Exception"], "not found: b1");
+    let f = failure(
+      "MyNotFound",
+      &["MyNotFound", "NotFoundError", "_NativeError", "Exception"],
+      "not found: b1",
+    );
     assert_eq!(kind_of(&f), Kind::NotFound);
   }
 }

@@ -82,9 +82,16 @@ pub fn probe(python_path: &str) -> Result<Probe> {
     });
   }
   let text = String::from_utf8_lossy(&output.stdout);
-  let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("");
+  let line = text
+    .lines()
+    .rev()
+    .find(|l| l.trim_start().starts_with('{'))
+    .unwrap_or("");
   serde_json::from_str(line).map_err(|e| Error::Environment {
-    message: format!("'{python_path}' did not answer like CPython ({e}): {}", text.trim()),
+    message: format!(
+      "'{python_path}' did not answer like CPython ({e}): {}",
+      text.trim()
+    ),
   })
 }
 
@@ -100,7 +107,10 @@ impl Probe {
         ),
       });
     }
-    let soname = self.instsoname.as_deref().filter(|s| s.contains(".so") || s.contains(".dylib"));
+    let soname = self
+      .instsoname
+      .as_deref()
+      .filter(|s| s.contains(".so") || s.contains(".dylib"));
     if self.shared != Some(1) || soname.is_none() {
       return Err(Error::Environment {
         message: format!(
@@ -153,9 +163,15 @@ fn load_global(path: &Path) -> Result<()> {
     // SAFETY: dlerror returns a thread-local C string or NULL.
     let why = unsafe {
       let e = dlerror();
-      if e.is_null() { "unknown error".to_string() } else { CStr::from_ptr(e).to_string_lossy().into_owned() }
+      if e.is_null() {
+        "unknown error".to_string()
+      } else {
+        CStr::from_ptr(e).to_string_lossy().into_owned()
+      }
     };
-    return Err(Error::Environment { message: format!("cannot load {}: {why}", path.display()) });
+    return Err(Error::Environment {
+      message: format!("cannot load {}: {why}", path.display()),
+    });
   }
   Ok(())
 }
@@ -182,15 +198,32 @@ static QUEUE: OnceLock<Arc<Queue>> = OnceLock::new();
 #[pyfunction]
 fn take_jobs(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
   let jobs: Vec<Job> = match QUEUE.get() {
-    Some(q) => q.jobs.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect(),
+    Some(q) => q
+      .jobs
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .drain(..)
+      .collect(),
     None => Vec::new(),
   };
   let list = PyList::empty(py);
   for job in jobs {
     let blob = job.blob.as_ref().map(|b| PyBytes::new(py, b));
-    let done = Py::new(py, Done { reply: Mutex::new(Some(job.reply)) })?;
-    list.append(PyTuple::new(py, [job.op.into_pyobject(py)?.into_any(), job.args.into_pyobject(py)?.into_any(),
-      blob.into_pyobject(py)?.into_any(), done.into_bound(py).into_any()])?)?;
+    let done = Py::new(
+      py,
+      Done {
+        reply: Mutex::new(Some(job.reply)),
+      },
+    )?;
+    list.append(PyTuple::new(
+      py,
+      [
+        job.op.into_pyobject(py)?.into_any(),
+        job.args.into_pyobject(py)?.into_any(),
+        blob.into_pyobject(py)?.into_any(),
+        done.into_bound(py).into_any(),
+      ],
+    )?)?;
   }
   Ok(list)
 }
@@ -204,7 +237,11 @@ struct Done {
 #[pymethods]
 impl Done {
   fn __call__(&self, ok: bool, payload: &Bound<'_, PyAny>) {
-    let outcome = if ok { Reply::from_python(payload) } else { Err(PyFailure::from_python(payload)) };
+    let outcome = if ok {
+      Reply::from_python(payload)
+    } else {
+      Err(PyFailure::from_python(payload))
+    };
     if let Some(tx) = self.reply.lock().unwrap_or_else(|p| p.into_inner()).take() {
       // The caller may have gone away (a dropped future); nothing to do then.
       let _ = tx.send(outcome);
@@ -260,7 +297,13 @@ pub fn engine_blocking(python_path: &str) -> Result<&'static Engine> {
 /// `engine_blocking` from async code: the blocking part runs on its own thread.
 pub async fn engine(python_path: &str) -> Result<&'static Engine> {
   if let Some(Ok(engine)) = ENGINE.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-    if engine.accepted.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|p| p == python_path) {
+    if engine
+      .accepted
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .iter()
+      .any(|p| p == python_path)
+    {
       return Ok(engine);
     }
   }
@@ -277,14 +320,21 @@ pub async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Sen
       let _ = tx.send(f());
     })
     .map_err(|e| Error::Internal(format!("cannot spawn a thread: {e}")))?;
-  rx.await.map_err(|_| Error::Internal("a blocking task panicked".into()))?
+  rx.await
+    .map_err(|_| Error::Internal("a blocking task panicked".into()))?
 }
 
 impl Engine {
   fn boot(python_path: &str, probe: Probe) -> Result<Engine> {
     let (reader, writer) = UnixStream::pair().map_err(|e| Error::Internal(format!("socketpair: {e}")))?;
-    reader.set_nonblocking(true).and_then(|_| writer.set_nonblocking(true)).map_err(|e| Error::Internal(e.to_string()))?;
-    let queue = Arc::new(Queue { jobs: Mutex::new(VecDeque::new()), waker: writer });
+    reader
+      .set_nonblocking(true)
+      .and_then(|_| writer.set_nonblocking(true))
+      .map_err(|e| Error::Internal(e.to_string()))?;
+    let queue = Arc::new(Queue {
+      jobs: Mutex::new(VecDeque::new()),
+      waker: writer,
+    });
     if QUEUE.set(queue.clone()).is_err() {
       return Err(Error::Internal("the Python engine was started twice".into()));
     }
@@ -303,10 +353,13 @@ impl Engine {
         }
       })
       .map_err(|e| Error::Internal(format!("cannot spawn the Python init thread: {e}")))?;
-    init_rx.recv().map_err(|_| Error::Environment { message: "the Python interpreter failed to initialise".into() })?;
+    init_rx.recv().map_err(|_| Error::Environment {
+      message: "the Python interpreter failed to initialise".into(),
+    })?;
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::result::Result<String, String>>();
-    let probe_json = serde_json::json!({ "sys_path": probe.sys_path, "executable": probe.executable }).to_string();
+    let probe_json =
+      serde_json::json!({ "sys_path": probe.sys_path, "executable": probe.executable }).to_string();
     let path = python_path.to_string();
     std::thread::Builder::new()
       .name("py-asyncio".into())
@@ -318,7 +371,9 @@ impl Engine {
             let code = CString::new(BRIDGE_SOURCE).expect("bridge.py has no NUL");
             let bridge = PyModule::from_code(py, &code, c"boxlite_bridge.py", c"boxlite_bridge")?;
             let take = wrap_pyfunction!(take_jobs, py)?;
-            let facts: String = bridge.call_method1("setup", (take, reader.as_raw_fd(), path, probe_json))?.extract()?;
+            let facts: String = bridge
+              .call_method1("setup", (take, reader.as_raw_fd(), path, probe_json))?
+              .extract()?;
             let _ = ready_tx.send(Ok(facts));
             Ok(bridge)
           })();
@@ -338,10 +393,19 @@ impl Engine {
 
     let facts = match ready_rx.recv() {
       Ok(Ok(facts)) => facts,
-      Ok(Err(why)) => return Err(Error::Environment { message: format!("the embedded Python failed to start: {why}") }),
-      Err(_) => return Err(Error::Environment { message: "the embedded Python thread died while starting".into() }),
+      Ok(Err(why)) => {
+        return Err(Error::Environment {
+          message: format!("the embedded Python failed to start: {why}"),
+        })
+      }
+      Err(_) => {
+        return Err(Error::Environment {
+          message: "the embedded Python thread died while starting".into(),
+        })
+      }
     };
-    let facts: Facts = serde_json::from_str(&facts).map_err(|e| Error::Internal(format!("bridge facts: {e}")))?;
+    let facts: Facts =
+      serde_json::from_str(&facts).map_err(|e| Error::Internal(format!("bridge facts: {e}")))?;
     if (facts.python_version.0, facts.python_version.1) != (probe.version.0, probe.version.1) {
       return Err(Error::Environment {
         message: format!(
@@ -351,7 +415,13 @@ impl Engine {
         ),
       });
     }
-    Ok(Engine { queue, python_path: python_path.to_string(), probe, facts, accepted: Mutex::new(vec![python_path.into()]) })
+    Ok(Engine {
+      queue,
+      python_path: python_path.to_string(),
+      probe,
+      facts,
+      accepted: Mutex::new(vec![python_path.into()]),
+    })
   }
 
   /// A second `pythonPath` is fine if it names the same environment; one interpreter per process.
@@ -375,16 +445,32 @@ impl Engine {
   }
 
   /// Runs the bridge coroutine `op_<op>(blob, **args)` on the loop thread.
-  pub async fn call(&self, op: &'static str, args: Value, blob: Option<Bytes>) -> std::result::Result<Reply, PyFailure> {
+  pub async fn call(
+    &self,
+    op: &'static str,
+    args: Value,
+    blob: Option<Bytes>,
+  ) -> std::result::Result<Reply, PyFailure> {
     let (tx, rx) = oneshot::channel();
-    self.submit(Job { op, args: args.to_string(), blob, reply: tx });
-    rx.await.unwrap_or_else(|_| Err(PyFailure::bridge("the Python loop thread dropped the job")))
+    self.submit(Job {
+      op,
+      args: args.to_string(),
+      blob,
+      reply: tx,
+    });
+    rx.await
+      .unwrap_or_else(|_| Err(PyFailure::bridge("the Python loop thread dropped the job")))
   }
 
   /// Submits `op` without waiting for (or caring about) its outcome; usable from `Drop`.
   pub fn call_detached(&self, op: &'static str, args: Value) {
     let (tx, _rx) = oneshot::channel();
-    self.submit(Job { op, args: args.to_string(), blob: None, reply: tx });
+    self.submit(Job {
+      op,
+      args: args.to_string(),
+      blob: None,
+      reply: tx,
+    });
   }
 
   fn submit(&self, job: Job) {

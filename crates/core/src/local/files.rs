@@ -20,7 +20,10 @@ fn io_err(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
 }
 
 pub fn staging_dir(prefix: &str) -> Result<tempfile::TempDir> {
-  tempfile::Builder::new().prefix(prefix).tempdir().map_err(io_err("cannot create a staging directory"))
+  tempfile::Builder::new()
+    .prefix(prefix)
+    .tempdir()
+    .map_err(io_err("cannot create a staging directory"))
 }
 
 /// Writes `stream` to `path` as it arrives.
@@ -29,7 +32,9 @@ pub async fn save_stream(mut stream: ByteStream, path: &Path) -> Result<u64> {
   let mut total = 0;
   while let Some(chunk) = stream.next().await {
     let chunk = chunk?;
-    file.write_all(&chunk).map_err(io_err("cannot write a staging file"))?;
+    file
+      .write_all(&chunk)
+      .map_err(io_err("cannot write a staging file"))?;
     total += chunk.len() as u64;
   }
   file.flush().map_err(io_err("cannot write a staging file"))?;
@@ -42,10 +47,15 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<()> {
   std::fs::create_dir_all(dest).map_err(io_err("cannot create the staging directory"))?;
   let mut file = BufReader::new(File::open(archive).map_err(io_err("cannot open the staged archive"))?);
   let mut magic = [0u8; 2];
-  let n = file.read(&mut magic).map_err(io_err("cannot read the staged archive"))?;
+  let n = file
+    .read(&mut magic)
+    .map_err(io_err("cannot read the staged archive"))?;
   let file = BufReader::new(File::open(archive).map_err(io_err("cannot open the staged archive"))?);
-  let reader: Box<dyn Read> =
-    if n == 2 && magic == [0x1f, 0x8b] { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
+  let reader: Box<dyn Read> = if n == 2 && magic == [0x1f, 0x8b] {
+    Box::new(flate2::read::GzDecoder::new(file))
+  } else {
+    Box::new(file)
+  };
   let mut tar = tar::Archive::new(reader);
   tar.set_preserve_permissions(true);
   tar.set_preserve_mtime(true);
@@ -63,9 +73,16 @@ pub fn pack(src: &Path, name: &str, archive: &Path) -> Result<()> {
   let mut builder = tar::Builder::new(std::io::BufWriter::new(file));
   builder.follow_symlinks(false);
   let meta = std::fs::symlink_metadata(src).map_err(io_err("cannot read the downloaded files"))?;
-  let result = if meta.is_dir() { builder.append_dir_all(name, src) } else { builder.append_path_with_name(src, name) };
+  let result = if meta.is_dir() {
+    builder.append_dir_all(name, src)
+  } else {
+    builder.append_path_with_name(src, name)
+  };
   result.map_err(io_err("cannot pack the downloaded files"))?;
-  builder.into_inner().and_then(|mut w| w.flush()).map_err(io_err("cannot write the staged archive"))
+  builder
+    .into_inner()
+    .and_then(|mut w| w.flush())
+    .map_err(io_err("cannot write the staged archive"))
 }
 
 /// The single entry `copy_out` created in `dir`.
@@ -90,7 +107,10 @@ pub fn file_stream<K: Send + 'static>(path: PathBuf, keep: K) -> Result<ByteStre
         buf.truncate(n);
         Some((Ok(Bytes::from(buf)), Some((file, keep))))
       }
-      Err(e) => Some((Err(Error::Internal(format!("cannot read the staged file: {e}"))), None)),
+      Err(e) => Some((
+        Err(Error::Internal(format!("cannot read the staged file: {e}"))),
+        None,
+      )),
     }
   });
   Ok(Box::pin(stream))
@@ -98,7 +118,13 @@ pub fn file_stream<K: Send + 'static>(path: PathBuf, keep: K) -> Result<ByteStre
 
 /// The name a download's top-level entry gets: the last component of the box path.
 pub fn entry_name(box_path: &str) -> String {
-  box_path.trim_end_matches('/').rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or(".").to_string()
+  box_path
+    .trim_end_matches('/')
+    .rsplit('/')
+    .next()
+    .filter(|s| !s.is_empty())
+    .unwrap_or(".")
+    .to_string()
 }
 
 #[cfg(test)]
@@ -123,8 +149,14 @@ mod tests {
     pack(&src, "top", &tar_path).unwrap();
     let out = dir.path().join("out");
     unpack(&tar_path, &out).unwrap();
-    assert_eq!(std::fs::read(out.join("top/sub dir/it's \"$(rm -rf x)\" `y`.txt")).unwrap(), b"hi");
-    assert!(std::fs::symlink_metadata(out.join("top/link")).unwrap().file_type().is_symlink());
+    assert_eq!(
+      std::fs::read(out.join("top/sub dir/it's \"$(rm -rf x)\" `y`.txt")).unwrap(),
+      b"hi"
+    );
+    assert!(std::fs::symlink_metadata(out.join("top/link"))
+      .unwrap()
+      .file_type()
+      .is_symlink());
 
     let gz = dir.path().join("a.tar.gz");
     let mut enc = flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
@@ -132,7 +164,10 @@ mod tests {
     enc.finish().unwrap();
     let out2 = dir.path().join("out2");
     unpack(&gz, &out2).unwrap();
-    assert_eq!(std::fs::read(out2.join("top/sub dir/it's \"$(rm -rf x)\" `y`.txt")).unwrap(), b"hi");
+    assert_eq!(
+      std::fs::read(out2.join("top/sub dir/it's \"$(rm -rf x)\" `y`.txt")).unwrap(),
+      b"hi"
+    );
   }
 
   #[test]
@@ -140,6 +175,9 @@ mod tests {
     let dir = staging_dir("t-").unwrap();
     let bad = dir.path().join("bad");
     std::fs::write(&bad, vec![7u8; 1024]).unwrap();
-    assert_eq!(unpack(&bad, &dir.path().join("o")).unwrap_err().code(), "invalid_argument");
+    assert_eq!(
+      unpack(&bad, &dir.path().join("o")).unwrap_err().code(),
+      "invalid_argument"
+    );
   }
 }

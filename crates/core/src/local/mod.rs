@@ -26,8 +26,8 @@ pub use convert::{kind_of, Kind, PyFailure, EXCEPTION_KINDS};
 pub use engine::{probe, Probe, MIN_PYTHON};
 
 use crate::client::{
-  BoxClient, BoxRecord, ByteStream, CreateBoxParams, ExecEvent, ExecEventStream, ExecOutput, ExecRequest, Execution,
-  Snapshot,
+  BoxClient, BoxRecord, ByteStream, CreateBoxParams, ExecEvent, ExecEventStream, ExecOutput, ExecRequest,
+  Execution, Snapshot,
 };
 use crate::config::LocalConfig;
 use crate::error::{Error, Result};
@@ -44,8 +44,17 @@ pub fn resolve_home(config: &LocalConfig) -> PathBuf {
   let home = config
     .boxlite_home
     .clone()
-    .or_else(|| std::env::var_os("BOXLITE_HOME").filter(|h| !h.is_empty()).map(PathBuf::from))
-    .unwrap_or_else(|| std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/")).join(".boxlite"));
+    .or_else(|| {
+      std::env::var_os("BOXLITE_HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+    })
+    .unwrap_or_else(|| {
+      std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+        .join(".boxlite")
+    });
   std::path::absolute(&home).unwrap_or(home)
 }
 
@@ -75,9 +84,17 @@ impl LocalClient {
       .session
       .get_or_try_init(|| async {
         let engine = engine::engine(&self.python_path).await?;
-        let ctx = Ctx { operation: "open the boxlite runtime", what: "home", id: &self.home };
+        let ctx = Ctx {
+          operation: "open the boxlite runtime",
+          what: "home",
+          id: &self.home,
+        };
         engine
-          .call("acquire", json!({"home": self.home, "python_path": self.python_path}), None)
+          .call(
+            "acquire",
+            json!({"home": self.home, "python_path": self.python_path}),
+            None,
+          )
           .await
           .map_err(|f| to_error(f, ctx))?;
         Ok::<_, Error>(engine)
@@ -87,14 +104,40 @@ impl LocalClient {
   }
 
   /// Runs bridge op `op` with `args` (plus `home`); errors name `what` `id`.
-  async fn call(&self, op: &'static str, what: &'static str, id: &str, mut args: Value, blob: Option<Bytes>) -> Result<Reply> {
+  async fn call(
+    &self,
+    op: &'static str,
+    what: &'static str,
+    id: &str,
+    mut args: Value,
+    blob: Option<Bytes>,
+  ) -> Result<Reply> {
     let engine = self.engine().await?;
     args["home"] = Value::String(self.home.clone());
-    engine.call(op, args, blob).await.map_err(|f| to_error(f, Ctx { operation: op, what, id }))
+    engine.call(op, args, blob).await.map_err(|f| {
+      to_error(
+        f,
+        Ctx {
+          operation: op,
+          what,
+          id,
+        },
+      )
+    })
   }
 
-  fn exec_stream_of(&self, engine: &'static Engine, box_id: &str, exec_id: String, consume: bool) -> ExecEventStream {
-    let guard = consume.then(|| CloseGuard { engine, exec_id: exec_id.clone(), armed: true });
+  fn exec_stream_of(
+    &self,
+    engine: &'static Engine,
+    box_id: &str,
+    exec_id: String,
+    consume: bool,
+  ) -> ExecEventStream {
+    let guard = consume.then(|| CloseGuard {
+      engine,
+      exec_id: exec_id.clone(),
+      armed: true,
+    });
     let state = ExecReader {
       engine,
       box_id: box_id.to_string(),
@@ -152,9 +195,18 @@ struct Batch {
 
 impl ExecReader {
   async fn next_batch(&mut self) -> Result<()> {
-    let args = json!({"exec_id": self.exec_id, "box_id": self.box_id, "cursor": self.cursor, "consume": self.consume});
-    let ctx = Ctx { operation: "exec", what: "execution", id: &self.exec_id };
-    let reply = self.engine.call("exec_next", args, None).await.map_err(|f| to_error(f, ctx))?;
+    let args =
+      json!({"exec_id": self.exec_id, "box_id": self.box_id, "cursor": self.cursor, "consume": self.consume});
+    let ctx = Ctx {
+      operation: "exec",
+      what: "execution",
+      id: &self.exec_id,
+    };
+    let reply = self
+      .engine
+      .call("exec_next", args, None)
+      .await
+      .map_err(|f| to_error(f, ctx))?;
     let blobs = reply.blobs.clone();
     let batch: Batch = reply.parse("exec batch")?;
     self.cursor = batch.cursor;
@@ -203,21 +255,29 @@ struct CloseGuard {
 impl Drop for CloseGuard {
   fn drop(&mut self) {
     if self.armed {
-      self.engine.call_detached("exec_close", json!({"exec_id": self.exec_id}));
+      self
+        .engine
+        .call_detached("exec_close", json!({"exec_id": self.exec_id}));
     }
   }
 }
 
 fn validate_id(argument: &str, value: &str) -> Result<()> {
   if value.is_empty() {
-    return Err(Error::InvalidArgument { argument: argument.into(), problem: "must not be empty".into() });
+    return Err(Error::InvalidArgument {
+      argument: argument.into(),
+      problem: "must not be empty".into(),
+    });
   }
   Ok(())
 }
 
 fn exec_args(request: &ExecRequest) -> Result<Value> {
   if request.cmd.is_empty() || request.cmd[0].is_empty() {
-    return Err(Error::InvalidArgument { argument: "cmd".into(), problem: "must name a program".into() });
+    return Err(Error::InvalidArgument {
+      argument: "cmd".into(),
+      problem: "must name a program".into(),
+    });
   }
   if let Some(t) = request.timeout_seconds {
     if !t.is_finite() || t < 0.0 {
@@ -235,16 +295,25 @@ impl BoxClient for LocalClient {
   async fn create_box(&self, params: CreateBoxParams) -> Result<BoxRecord> {
     let id = params.name.clone().unwrap_or_default();
     let args = json!({"params": serde_json::to_value(&params).map_err(|e| Error::Internal(e.to_string()))?});
-    self.call("create_box", "box", &id, args, None).await?.parse("box")
+    self
+      .call("create_box", "box", &id, args, None)
+      .await?
+      .parse("box")
   }
 
   async fn get_box(&self, box_id: &str) -> Result<BoxRecord> {
     validate_id("boxId", box_id)?;
-    self.call("get_box", "box", box_id, json!({"box_id": box_id}), None).await?.parse("box")
+    self
+      .call("get_box", "box", box_id, json!({"box_id": box_id}), None)
+      .await?
+      .parse("box")
   }
 
   async fn list_boxes(&self, status: Option<String>, page_size: Option<u32>) -> Result<Vec<BoxRecord>> {
-    let mut boxes: Vec<BoxRecord> = self.call("list_boxes", "box", "", json!({}), None).await?.parse("boxes")?;
+    let mut boxes: Vec<BoxRecord> = self
+      .call("list_boxes", "box", "", json!({}), None)
+      .await?
+      .parse("boxes")?;
     if let Some(status) = status.filter(|s| !s.is_empty()) {
       boxes.retain(|b| b.status == status);
     }
@@ -256,36 +325,60 @@ impl BoxClient for LocalClient {
 
   async fn delete_box(&self, box_id: &str, force: bool) -> Result<()> {
     validate_id("boxId", box_id)?;
-    self.call("delete_box", "box", box_id, json!({"box_id": box_id, "force": force}), None).await.map(drop)
+    self
+      .call(
+        "delete_box",
+        "box",
+        box_id,
+        json!({"box_id": box_id, "force": force}),
+        None,
+      )
+      .await
+      .map(drop)
   }
 
   async fn start_box(&self, box_id: &str) -> Result<()> {
     validate_id("boxId", box_id)?;
-    self.call("start_box", "box", box_id, json!({"box_id": box_id}), None).await.map(drop)
+    self
+      .call("start_box", "box", box_id, json!({"box_id": box_id}), None)
+      .await
+      .map(drop)
   }
 
   async fn stop_box(&self, box_id: &str) -> Result<()> {
     validate_id("boxId", box_id)?;
-    self.call("stop_box", "box", box_id, json!({"box_id": box_id}), None).await.map(drop)
+    self
+      .call("stop_box", "box", box_id, json!({"box_id": box_id}), None)
+      .await
+      .map(drop)
   }
 
   async fn exec(&self, box_id: &str, request: ExecRequest) -> Result<ExecOutput> {
     validate_id("boxId", box_id)?;
     let args = json!({"box_id": box_id, "request": exec_args(&request)?});
-    self.call("exec", "box", box_id, args, None).await?.parse("exec result")
+    self
+      .call("exec", "box", box_id, args, None)
+      .await?
+      .parse("exec result")
   }
 
   async fn exec_stream(&self, box_id: &str, request: ExecRequest) -> Result<ExecEventStream> {
     validate_id("boxId", box_id)?;
     let args = json!({"box_id": box_id, "request": exec_args(&request)?, "owned": true});
-    let execution: Execution = self.call("exec_open", "box", box_id, args, None).await?.parse("execution")?;
+    let execution: Execution = self
+      .call("exec_open", "box", box_id, args, None)
+      .await?
+      .parse("execution")?;
     Ok(self.exec_stream_of(self.engine().await?, box_id, execution.id, true))
   }
 
   async fn exec_async(&self, box_id: &str, request: ExecRequest) -> Result<Execution> {
     validate_id("boxId", box_id)?;
     let args = json!({"box_id": box_id, "request": exec_args(&request)?, "owned": false});
-    self.call("exec_open", "box", box_id, args, None).await?.parse("execution")
+    self
+      .call("exec_open", "box", box_id, args, None)
+      .await?
+      .parse("execution")
   }
 
   async fn get_exec_output(&self, box_id: &str, exec_id: &str) -> Result<ExecEventStream> {
@@ -297,19 +390,28 @@ impl BoxClient for LocalClient {
   async fn send_exec_input(&self, box_id: &str, exec_id: &str, data: Bytes, close: bool) -> Result<()> {
     validate_id("execId", exec_id)?;
     let args = json!({"box_id": box_id, "exec_id": exec_id, "close": close});
-    self.call("exec_input", "execution", exec_id, args, Some(data)).await.map(drop)
+    self
+      .call("exec_input", "execution", exec_id, args, Some(data))
+      .await
+      .map(drop)
   }
 
   async fn signal_exec(&self, box_id: &str, exec_id: &str, signal: i32) -> Result<()> {
     validate_id("execId", exec_id)?;
     let args = json!({"box_id": box_id, "exec_id": exec_id, "signal": signal});
-    self.call("exec_signal", "execution", exec_id, args, None).await.map(drop)
+    self
+      .call("exec_signal", "execution", exec_id, args, None)
+      .await
+      .map(drop)
   }
 
   async fn resize_exec(&self, box_id: &str, exec_id: &str, cols: u16, rows: u16) -> Result<()> {
     validate_id("execId", exec_id)?;
     let args = json!({"box_id": box_id, "exec_id": exec_id, "cols": cols, "rows": rows});
-    self.call("exec_resize", "execution", exec_id, args, None).await.map(drop)
+    self
+      .call("exec_resize", "execution", exec_id, args, None)
+      .await
+      .map(drop)
   }
 
   async fn upload_files(&self, box_id: &str, path: &str, tar: ByteStream) -> Result<()> {
@@ -323,7 +425,7 @@ impl BoxClient for LocalClient {
     let (a, r) = (archive.clone(), root.clone());
     engine::run_blocking(move || files::unpack(&a, &r)).await?;
     let args = json!({"box_id": box_id, "host_dir": root.to_string_lossy(), "dest": path});
-    let result = self.call("copy_in", "box", box_id, args, None).await.map(drop);
+    let result = self.call("copy_in", "path", path, args, None).await.map(drop);
     drop(staging);
     result
   }
@@ -334,9 +436,10 @@ impl BoxClient for LocalClient {
     self.engine().await?;
     let staging = files::staging_dir("boxlite-download-")?;
     let out = staging.path().join("out");
-    std::fs::create_dir_all(&out).map_err(|e| Error::Internal(format!("cannot create a staging directory: {e}")))?;
+    std::fs::create_dir_all(&out)
+      .map_err(|e| Error::Internal(format!("cannot create a staging directory: {e}")))?;
     let args = json!({"box_id": box_id, "src": path, "host_dir": out.to_string_lossy()});
-    self.call("copy_out", "box", box_id, args, None).await?;
+    self.call("copy_out", "path", path, args, None).await?;
     let archive = staging.path().join("archive.tar");
     let name = files::entry_name(path);
     let (o, a) = (out.clone(), archive.clone());
@@ -352,38 +455,62 @@ impl BoxClient for LocalClient {
     validate_id("boxId", box_id)?;
     validate_id("name", name)?;
     let args = json!({"box_id": box_id, "name": name});
-    self.call("snapshot_create", "box", box_id, args, None).await?.parse("snapshot")
+    self
+      .call("snapshot_create", "box", box_id, args, None)
+      .await?
+      .parse("snapshot")
   }
 
   async fn list_snapshots(&self, box_id: &str) -> Result<Vec<Snapshot>> {
     validate_id("boxId", box_id)?;
-    self.call("snapshot_list", "box", box_id, json!({"box_id": box_id}), None).await?.parse("snapshots")
+    self
+      .call("snapshot_list", "box", box_id, json!({"box_id": box_id}), None)
+      .await?
+      .parse("snapshots")
   }
 
   async fn restore_snapshot(&self, box_id: &str, name: &str) -> Result<()> {
     validate_id("boxId", box_id)?;
     validate_id("name", name)?;
     let args = json!({"box_id": box_id, "name": name});
-    self.call("snapshot_restore", "snapshot", name, args, None).await.map(drop)
+    self
+      .call("snapshot_restore", "snapshot", name, args, None)
+      .await
+      .map(drop)
   }
 
   async fn delete_snapshot(&self, box_id: &str, name: &str) -> Result<()> {
     validate_id("boxId", box_id)?;
     validate_id("name", name)?;
     let args = json!({"box_id": box_id, "name": name});
-    self.call("snapshot_delete", "snapshot", name, args, None).await.map(drop)
+    self
+      .call("snapshot_delete", "snapshot", name, args, None)
+      .await
+      .map(drop)
   }
 
   async fn clone_box(&self, box_id: &str, name: Option<String>) -> Result<BoxRecord> {
     validate_id("boxId", box_id)?;
-    self.call("clone_box", "box", box_id, json!({"box_id": box_id, "name": name}), None).await?.parse("box")
+    self
+      .call(
+        "clone_box",
+        "box",
+        box_id,
+        json!({"box_id": box_id, "name": name}),
+        None,
+      )
+      .await?
+      .parse("box")
   }
 
   async fn export_box(&self, box_id: &str) -> Result<ByteStream> {
     validate_id("boxId", box_id)?;
     let staging = files::staging_dir("boxlite-export-")?;
     let args = json!({"box_id": box_id, "dest_dir": staging.path().to_string_lossy()});
-    let path: String = self.call("export_box", "box", box_id, args, None).await?.parse("archive path")?;
+    let path: String = self
+      .call("export_box", "box", box_id, args, None)
+      .await?
+      .parse("archive path")?;
     files::file_stream(PathBuf::from(path), staging)
   }
 
@@ -393,18 +520,31 @@ impl BoxClient for LocalClient {
     let path = staging.path().join("import.boxlite");
     files::save_stream(archive, &path).await?;
     let args = json!({"archive_path": path.to_string_lossy(), "name": Value::Null});
-    let record = self.call("import_box", "archive", "", args, None).await?.parse("box");
+    let record = self
+      .call("import_box", "archive", "", args, None)
+      .await?
+      .parse("box");
     drop(staging);
     record
   }
 
   async fn get_metrics(&self) -> Result<Value> {
-    Ok(self.call("metrics", "home", &self.home, json!({}), None).await?.value)
+    Ok(
+      self
+        .call("metrics", "home", &self.home, json!({}), None)
+        .await?
+        .value,
+    )
   }
 
   async fn get_box_metrics(&self, box_id: &str) -> Result<Value> {
     validate_id("boxId", box_id)?;
-    Ok(self.call("box_metrics", "box", box_id, json!({"box_id": box_id}), None).await?.value)
+    Ok(
+      self
+        .call("box_metrics", "box", box_id, json!({"box_id": box_id}), None)
+        .await?
+        .value,
+    )
   }
 
   async fn get_config(&self) -> Result<Value> {
@@ -425,9 +565,19 @@ impl BoxClient for LocalClient {
     if self.disposed.swap(true, Ordering::SeqCst) {
       return Ok(());
     }
-    let Some(engine) = self.session.get() else { return Ok(()) };
-    let ctx = Ctx { operation: "dispose", what: "home", id: &self.home };
-    engine.call("release", json!({"home": self.home}), None).await.map(drop).map_err(|f| to_error(f, ctx))
+    let Some(engine) = self.session.get() else {
+      return Ok(());
+    };
+    let ctx = Ctx {
+      operation: "dispose",
+      what: "home",
+      id: &self.home,
+    };
+    engine
+      .call("release", json!({"home": self.home}), None)
+      .await
+      .map(drop)
+      .map_err(|f| to_error(f, ctx))
   }
 }
 
@@ -442,9 +592,23 @@ pub mod testing {
   }
 
   /// Runs a bridge op directly, e.g. `echo` with `{"value": …, "delay_ms": …}`.
-  pub async fn call(python_path: &str, op: &'static str, args: Value, blob: Option<Bytes>) -> Result<(Value, Vec<Bytes>)> {
+  pub async fn call(
+    python_path: &str,
+    op: &'static str,
+    args: Value,
+    blob: Option<Bytes>,
+  ) -> Result<(Value, Vec<Bytes>)> {
     let engine = engine::engine(python_path).await?;
-    let reply = engine.call(op, args, blob).await.map_err(|f| to_error(f, Ctx { operation: op, what: "resource", id: "" }))?;
+    let reply = engine.call(op, args, blob).await.map_err(|f| {
+      to_error(
+        f,
+        Ctx {
+          operation: op,
+          what: "resource",
+          id: "",
+        },
+      )
+    })?;
     Ok((reply.value, reply.blobs))
   }
 

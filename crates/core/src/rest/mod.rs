@@ -68,8 +68,15 @@ const BOXRUN_UPLOAD_PART_BYTES: usize = 1024 * 1024;
 /// Where BoxRun uploads and downloads are staged in the guest (on the root filesystem: `/tmp`
 /// is a tmpfs that file copies cannot see).
 const BOXRUN_STAGING_DIR: &str = "/var/tmp";
+/// How long a BoxRun event stream may stay quiet before the execution's status is checked.
+const BOXRUN_STATUS_POLL: Duration = Duration::from_secs(2);
 /// A timed-out exec is killed within this bound before the timeout is reported.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A detaching attach client waits this long for the server to close its side.
+const ATTACH_CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// A 409 "already attached" right after a detach is retried this often, this far apart.
+const ATTACH_CONFLICT_RETRIES: u32 = 10;
+const ATTACH_CONFLICT_DELAY: Duration = Duration::from_millis(100);
 /// Pages of a box listing followed at most (1000 boxes each at the contract's maximum).
 const MAX_LIST_PAGES: usize = 100;
 
@@ -292,7 +299,7 @@ impl Inner {
     let spec = route.exec_output(box_id, exec_id);
     match route.dialect {
       Dialect::Current => {
-        let (sink, source) = ws::connect(&self.transport, &spec).await?;
+        let (sink, source) = self.attach(&spec).await?;
         let sink: SharedSink = Arc::new(tokio::sync::Mutex::new(sink));
         let guard = Arc::new(AttachGuard { inner: Arc::downgrade(self), exec_id: exec_id.to_string(), sink: sink.clone() });
         self.attachments.lock().unwrap_or_else(|p| p.into_inner()).insert(exec_id.to_string(), Arc::downgrade(&sink));
@@ -307,8 +314,27 @@ impl Inner {
           return Err(self.transport.protocol(&spec, format!("expected an event stream, got content type '{content_type}'")));
         }
         let bytes = self.transport.body_stream(&spec, response);
-        let kind = if route.dialect == Dialect::Sse { EventKind::SseEra } else { EventKind::Boxrun(Default::default()) };
+        let kind = if route.dialect == Dialect::Sse {
+          EventKind::SseEra
+        } else {
+          EventKind::Boxrun(Default::default(), route.exec_status(box_id, exec_id))
+        };
         Ok(sse_events(bytes, kind, &spec, self.transport.clone()))
+      }
+    }
+  }
+
+  /// Attaches to an execution. Servers allow one client at a time and notice a detach a moment
+  /// after it happens, so a refusal as "already attached" is retried for a short while.
+  async fn attach(&self, spec: &Spec) -> Result<(ws::WsSink, ws::WsSource)> {
+    let mut attempts = 0;
+    loop {
+      match ws::connect(&self.transport, spec).await {
+        Err(Error::Api(api)) if api.status == 409 && attempts < ATTACH_CONFLICT_RETRIES => {
+          attempts += 1;
+          tokio::time::sleep(ATTACH_CONFLICT_DELAY).await;
+        }
+        other => return other,
       }
     }
   }
@@ -519,7 +545,14 @@ impl Drop for AttachGuard {
 
 enum EventKind {
   SseEra,
-  Boxrun(sse::BoxrunEvents),
+  /// BoxRun events, plus the execution's status request: a subscriber connected while a
+  /// cancel lands never gets an end of stream, so a quiet stream is checked against the status.
+  Boxrun(sse::BoxrunEvents, Spec),
+}
+
+/// Whether a BoxRun `Exec` status is final.
+fn boxrun_finished(status: &Value) -> bool {
+  status.get("status").and_then(Value::as_str).is_some_and(|s| !matches!(s, "running" | "queued" | "pending" | "creating"))
 }
 
 /// Exec events from an SSE body: yielded as they arrive, ending after `exit`; a body that ends
@@ -541,12 +574,27 @@ fn sse_events(bytes: ByteStream, kind: EventKind, spec: &Spec, transport: Arc<Tr
         let last = matches!(event, ExecEvent::Exit(_));
         return Some((Ok(event), if last { None } else { Some(st) }));
       }
-      match st.bytes.next().await {
+      let next = match &st.kind {
+        EventKind::Boxrun(_, status) => match tokio::time::timeout(BOXRUN_STATUS_POLL, st.bytes.next()).await {
+          Ok(next) => next,
+          Err(_) => {
+            let status = status.clone();
+            if let Ok(value) = st.transport.json(&status, Payload::None).await {
+              if boxrun_finished(&value) {
+                return Some((Ok(ExecEvent::Exit(sse::exit_code_of(&value))), None));
+              }
+            }
+            continue;
+          }
+        },
+        EventKind::SseEra => st.bytes.next().await,
+      };
+      match next {
         Some(Ok(chunk)) => {
           for event in st.decoder.feed(&chunk) {
             let decoded = match &mut st.kind {
               EventKind::SseEra => sse::decode_sse_era(&event),
-              EventKind::Boxrun(events) => events.decode(&event),
+              EventKind::Boxrun(events, _) => events.decode(&event),
             };
             match decoded {
               Ok(sse::Decoded::Event(e)) => st.queue.push_back(e),
@@ -716,9 +764,13 @@ impl BoxClient for RestClient {
           None => {
             // Nobody reads the output right now: attach briefly (the server keeps the output
             // in its backlog for the next reader) and detach cleanly.
-            let (mut sink, _source) = ws::connect(&self.inner.transport, &spec).await?;
+            let (mut sink, mut source) = ws::connect(&self.inner.transport, &spec).await?;
             frames.push(tokio_tungstenite::tungstenite::Message::Close(None));
-            ws::send(&mut sink, frames, &spec).await
+            ws::send(&mut sink, frames, &spec).await?;
+            // Wait for the server's side of the close, so the next attach is not refused as a
+            // second client.
+            let _ = tokio::time::timeout(ATTACH_CLOSE_WAIT, async { while source.next().await.is_some() {} }).await;
+            Ok(())
           }
         }
       }

@@ -293,16 +293,45 @@ impl Transport {
   }
 
   async fn send_once(&self, spec: &Spec, bearer: Option<&Secret>, payload: Payload) -> Result<reqwest::Response> {
-    let request = self.build(spec, bearer, payload);
-    let sent = match spec.deadline {
-      // Streams have no total bound, but their headers must come within the slow bound.
-      Deadline::Stream => match tokio::time::timeout(self.tuning.slow_request_timeout, request.send()).await {
-        Ok(result) => result,
-        Err(_) => return Err(self.timeout(spec, self.tuning.slow_request_timeout)),
-      },
-      _ => request.send().await,
-    };
-    sent.map_err(|e| self.transport_error(spec, &e))
+    self.dispatch(spec, bearer, payload).await?.map_err(|e| self.transport_error(spec, &e))
+  }
+
+  /// One attempt. The outer error is a timeout of ours; the inner one reqwest's.
+  async fn dispatch(
+    &self,
+    spec: &Spec,
+    bearer: Option<&Secret>,
+    payload: Payload,
+  ) -> Result<std::result::Result<reqwest::Response, reqwest::Error>> {
+    let slow = self.tuning.slow_request_timeout;
+    match (spec.deadline, payload) {
+      // An uploaded stream has no total bound (1 GB takes what it takes), but it must keep
+      // moving: a server that stops reading trips the idle bound, and once the body is out the
+      // reply must come within the slow bound.
+      (Deadline::Stream, Payload::Stream(body)) => {
+        let progress = Arc::new(Mutex::new(Progress { last: Instant::now(), done_at: None }));
+        let request = self.build(spec, bearer, Payload::Stream(track(body, progress.clone())));
+        let idle = self.tuning.stream_idle_timeout;
+        tokio::select! {
+          sent = request.send() => Ok(sent),
+          stalled = watchdog(progress, idle, slow) => Err(match stalled {
+            Stall::Upload => Error::Transport {
+              method: spec.method.to_string(),
+              path: spec.path.clone(),
+              message: format!("the server stopped reading the upload for {} s", idle.as_secs_f64()),
+            },
+            Stall::Reply => self.timeout(spec, slow),
+          }),
+        }
+      }
+      // Other streams have no total bound either, but their headers must come within the
+      // slow bound; the body is then bounded by the idle timeout.
+      (Deadline::Stream, payload) => {
+        let request = self.build(spec, bearer, payload);
+        tokio::time::timeout(slow, request.send()).await.map_err(|_| self.timeout(spec, slow))
+      }
+      (_, payload) => Ok(self.build(spec, bearer, payload).send().await),
+    }
   }
 
   /// Sends `spec`, retrying where that is safe, and returns a successful response or the error.
@@ -321,14 +350,7 @@ impl Transport {
       } else {
         payload.take().unwrap_or(Payload::None)
       };
-      let request = self.build(spec, bearer.as_ref(), this);
-      let sent = match spec.deadline {
-        Deadline::Stream => match tokio::time::timeout(self.tuning.slow_request_timeout, request.send()).await {
-          Ok(result) => result,
-          Err(_) => return Err(self.timeout(spec, self.tuning.slow_request_timeout)),
-        },
-        _ => request.send().await,
-      };
+      let sent = self.dispatch(spec, bearer.as_ref(), this).await?;
       match sent {
         Err(e) => {
           // A connect failure never reached the server, so any method may go again.
@@ -456,6 +478,43 @@ impl Transport {
     let mut api = wire::parse_api_error(status, body, spec.method.as_str(), &spec.path);
     api.message = self.redact(&api.message);
     self.api(api)
+  }
+}
+
+struct Progress {
+  last: Instant,
+  done_at: Option<Instant>,
+}
+
+enum Stall {
+  Upload,
+  Reply,
+}
+
+/// Notes when the upload body last moved and when it ended.
+fn track(body: ByteStream, progress: Arc<Mutex<Progress>>) -> ByteStream {
+  let on_chunk = progress.clone();
+  let chunks = body.map(move |item| {
+    on_chunk.lock().unwrap_or_else(|p| p.into_inner()).last = Instant::now();
+    item
+  });
+  let end = futures_util::stream::poll_fn(move |_| {
+    progress.lock().unwrap_or_else(|p| p.into_inner()).done_at = Some(Instant::now());
+    std::task::Poll::Ready(None)
+  });
+  Box::pin(chunks.chain(end))
+}
+
+async fn watchdog(progress: Arc<Mutex<Progress>>, idle: Duration, reply: Duration) -> Stall {
+  let tick = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+  loop {
+    tokio::time::sleep(tick).await;
+    let p = progress.lock().unwrap_or_else(|p| p.into_inner());
+    match p.done_at {
+      None if p.last.elapsed() > idle => return Stall::Upload,
+      Some(done) if done.elapsed() > reply => return Stall::Reply,
+      _ => {}
+    }
   }
 }
 

@@ -20,9 +20,15 @@ pub const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn run(tests: &[(&str, TestFn)]) {
   let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-  let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+  let rt = tokio::runtime::Builder::new_current_thread()
+    .enable_all()
+    .build()
+    .unwrap();
   let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-  let selected: Vec<_> = tests.iter().filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str()))).collect();
+  let selected: Vec<_> = tests
+    .iter()
+    .filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str())))
+    .collect();
   println!("\nrunning {} tests", selected.len());
   for (name, test) in selected {
     let started = Instant::now();
@@ -44,6 +50,12 @@ pub fn run(tests: &[(&str, TestFn)]) {
         failed += 1;
         println!("test {name} ... FAILED (timed out after {:?})", TEST_TIMEOUT);
       }
+    }
+  }
+  // Homes hold box disks (the real SDK's are hundreds of MB): remove them unless asked to keep.
+  if std::env::var_os("BOXLITE_TEST_KEEP_HOMES").is_none() {
+    for home in HOMES.lock().unwrap().drain(..) {
+      let _ = std::fs::remove_dir_all(home);
     }
   }
   let status = if failed == 0 { "ok" } else { "FAILED" };
@@ -70,17 +82,27 @@ impl<T> OrFail<T> for Result<T, Error> {
 }
 
 pub fn repo_root() -> PathBuf {
-  PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+  PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    .join("../..")
+    .canonicalize()
+    .unwrap()
 }
 
 pub fn fixtures() -> PathBuf {
   PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// A fresh boxliteHome under the system temp dir (kept: the SDK may still hold files).
+static HOMES: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// A fresh boxliteHome under the system temp dir, removed when the run ends.
 pub fn temp_home(tag: &str) -> PathBuf {
-  let dir = std::env::temp_dir().join(format!("boxlite-test-{tag}-{}-{}", std::process::id(), rand_suffix()));
+  let dir = std::env::temp_dir().join(format!(
+    "boxlite-test-{tag}-{}-{}",
+    std::process::id(),
+    rand_suffix()
+  ));
   std::fs::create_dir_all(&dir).unwrap();
+  HOMES.lock().unwrap().push(dir.clone());
   dir
 }
 
@@ -92,7 +114,9 @@ pub fn rand_suffix() -> u64 {
 }
 
 pub fn bytes_stream(chunks: Vec<Vec<u8>>) -> ByteStream {
-  Box::pin(futures_util::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c)))))
+  Box::pin(futures_util::stream::iter(
+    chunks.into_iter().map(|c| Ok(Bytes::from(c))),
+  ))
 }
 
 pub async fn collect(mut s: ByteStream) -> Result<Vec<u8>, String> {

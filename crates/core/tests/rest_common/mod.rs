@@ -15,7 +15,7 @@ use boxlite_core::RemoteConfig;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub const READY: &str = "BOXLITE_TESTBED_READY";
@@ -298,4 +298,37 @@ pub async fn create_running_box(client: &RestClient) -> String {
   let record = client.create_box(params).await.expect("create box");
   client.start_box(&record.id).await.expect("start box");
   record.id
+}
+
+/// A one-shot HTTP server: answers each request with `reply(path)` and reports the request heads.
+pub async fn raw_server(
+  reply: impl Fn(&str) -> String + Send + Sync + 'static,
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+  let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+  let url = format!("http://{}", listener.local_addr().unwrap());
+  let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+  let reply = std::sync::Arc::new(reply);
+  tokio::spawn(async move {
+    while let Ok((mut socket, _)) = listener.accept().await {
+      let tx = tx.clone();
+      let reply = reply.clone();
+      tokio::spawn(async move {
+        let mut buf = vec![0u8; 8192];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+          let n = socket.read(&mut buf).await.unwrap_or(0);
+          if n == 0 {
+            return;
+          }
+          head.extend_from_slice(&buf[..n]);
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let _ = tx.send(head);
+        let _ = socket.write_all(reply(&path).as_bytes()).await;
+        let _ = socket.shutdown().await;
+      });
+    }
+  });
+  (url, rx)
 }

@@ -33,6 +33,8 @@ def parse_args(argv=None) -> Config:
                          "B: path_prefix served by /v1/me and required in box URLs (default: none)")
     ap.add_argument("--me-prefix-key", choices=("prefix", "path_prefix", "both"), default="prefix",
                     help="B: key /v1/me uses for the prefix (real servers send 'prefix')")
+    ap.add_argument("--base-path", default="",
+                    help="deployment base path before /v1 (e.g. /api like the cloud); default none")
     ap.add_argument("--home", default=None, help="boxlite home directory (default: a temporary one)")
     ap.add_argument("--faults", default=None, help="fault rules as JSON (object or list) or @file")
     ap.add_argument("--sse-flavor", choices=("ref", "serve"), default="ref",
@@ -53,7 +55,7 @@ def parse_args(argv=None) -> Config:
     framing = ns.sse_framing or ("lf" if ns.sse_flavor == "serve" else "crlf")
     cfg = Config(dialect=ns.dialect, auth=auth, token=ns.token, client_id=ns.client_id,
                  client_secret=ns.client_secret, token_lifetime=ns.token_lifetime, prefix=ns.prefix,
-                 me_prefix_key=ns.me_prefix_key, home=ns.home, faults=parse_faults_arg(ns.faults),
+                 me_prefix_key=ns.me_prefix_key, home=ns.home, base_path=ns.base_path, faults=parse_faults_arg(ns.faults),
                  sse_framing=framing, sse_flavor=ns.sse_flavor, keepalive=ns.keepalive,
                  boot_delay=ns.boot_delay, upload_style=ns.upload_style,
                  max_upload_bytes=ns.max_upload_bytes)
@@ -67,7 +69,7 @@ def parse_args(argv=None) -> Config:
 def main(argv=None) -> int:
     try:
         cfg = parse_args(argv)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return run(cfg, cfg.host, cfg.port, log_level=cfg.log_level)  # type: ignore[attr-defined]

@@ -49,7 +49,7 @@ class Router:
             m = r.regex.match(path)
             if not m:
                 continue
-            if r.method == method or (r.method == "GET" and method == "HEAD" and False):
+            if r.method == method:
                 return r, m.groupdict()
             path_matched = True
         return ("405", None) if path_matched else (None, None)
@@ -139,7 +139,8 @@ def build_app(cfg: Config, backend: Backend) -> web.Application:
             raise
         except (ConnectionResetError, asyncio.CancelledError):
             raise
-        entry["status"] = getattr(resp, "status", None)
+        if entry["status"] is None:
+            entry["status"] = getattr(resp, "status", None)
         return resp
 
     app = web.Application(client_max_size=1024 ** 3)
@@ -171,11 +172,17 @@ async def _handle(request: web.Request, dialect: Dialect, rules) -> web.StreamRe
         # Drop before any response byte.
         if request.transport is not None:
             request.transport.close()
-        raise ConnectionResetError("testbed fault: connection dropped")
+        request["log_entry"]["status"] = "dropped"
+        return _Dropped()
     if drop is not None:
         request["drop_after_events"] = int(drop.after_events)
 
-    sub = dialect.strip_prefix(request.rel_url.raw_path)
+    raw = request.rel_url.raw_path
+    bp = dialect.cfg.base_path
+    if bp:
+        raw = raw[len(bp):] if raw.startswith(bp + "/") else "/\x00unmatched"
+    request["raw_v1"] = raw
+    sub = dialect.strip_prefix(raw)
     if sub is None:
         resp = dialect.not_found(request)
         dialect.decorate(request, resp)
@@ -202,6 +209,13 @@ async def _handle(request: web.Request, dialect: Dialect, rules) -> web.StreamRe
         if mangle is not None and resp.body is not None:
             return await _mangle(request, resp, mangle)
     return resp
+
+
+class _Dropped(web.Response):
+    """Placeholder returned after the connection was closed on purpose."""
+
+    def __init__(self) -> None:
+        super().__init__(status=599)
 
 
 def _is_streaming_request(request: web.Request) -> bool:
@@ -233,7 +247,7 @@ async def _mangle(request: web.Request, resp: web.Response, rule) -> web.StreamR
     await asyncio.sleep(0.01)
     if request.transport is not None:
         request.transport.close()
-    raise ConnectionResetError("testbed fault: truncated body")
+    return sr
 
 
 async def control(request: web.Request, state: ServerState) -> web.StreamResponse:
@@ -266,7 +280,7 @@ async def control(request: web.Request, state: ServerState) -> web.StreamRespons
         elif sub == "/reset" and m == "POST":
             state.faults.clear()
             state.log.clear()
-            state.token_epoch += 0
+            state.token_epoch = 0
             removed = 0
             if request.query.get("boxes") in ("1", "true", "yes"):
                 removed = await state.dialect.reset_boxes() if hasattr(state.dialect, "reset_boxes") else 0

@@ -28,6 +28,8 @@ class Config:
     # send), "path_prefix" (the contract) or "both".
     me_prefix_key: str = "prefix"
     home: Optional[str] = None
+    # Deployment base path before /v1 (the cloud uses "/api": /api/v1/...).
+    base_path: str = ""
     faults: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     # A: SSE framing. "crlf" = Ref (sse-starlette, CRLF, Python JSON spacing,
     # "ping - <ts>" comments); "lf" = serve (axum, LF, compact JSON, ":").
@@ -78,6 +80,8 @@ class Config:
             raise ValueError("--sse-framing must be crlf or lf")
         if self.me_prefix_key not in ("prefix", "path_prefix", "both"):
             raise ValueError("--me-prefix-key must be prefix, path_prefix or both")
+        bp = (self.base_path or "").strip()
+        self.base_path = ("/" + bp.strip("/")) if bp.strip("/") else ""
         if self.prefix is not None:
             p = self.prefix.strip("/")
             if not p:

@@ -31,6 +31,9 @@ KNOWN_DEVIATIONS = {
         # B.2: "serve's Snapshot has no guest_disk_bytes".
         ("Snapshot.guest_disk_bytes not required",
          lambda d: d["components"]["schemas"]["Snapshot"]["required"].remove("guest_disk_bytes")),
+        # B.5: "serve currently puts null in the body" (request_id is only in X-Request-Id).
+        ("ErrorModel.request_id may be null",
+         lambda d: d["components"]["schemas"]["ErrorModel"]["properties"]["request_id"].update(nullable=True)),
     ],
 }
 

@@ -201,7 +201,6 @@ class ExecSession:
         await self.execution.kill()
 
     async def signal(self, sig: int) -> None:
-        self.killed = True if sig in (9, 15, 2, 1, 3, 6) else self.killed
         await self.execution.signal(sig)
 
     async def resize(self, cols: int, rows: int) -> None:
@@ -219,9 +218,15 @@ class ExecSession:
     async def aclose(self) -> None:
         if self._task is not None and not self._task.done():
             try:
-                await self.execution.kill()
+                await asyncio.wait_for(self.execution.kill(), 5)
             except Exception:
                 pass
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 3)
+            except BaseException:
+                pass
+            if self._task.done():
+                return
             self._task.cancel()
             try:
                 await self._task
@@ -245,9 +250,13 @@ class Backend:
         self.boxlite = boxlite
         self.rt = boxlite.Boxlite(boxlite.Options(home_dir=self.home))
 
+    async def kill_all(self) -> None:
+        sessions = list(self.execs.values())
+        if sessions:
+            await asyncio.gather(*(s.aclose() for s in sessions), return_exceptions=True)
+
     async def close(self) -> None:
-        for s in list(self.execs.values()):
-            await s.aclose()
+        await self.kill_all()
         self.execs.clear()
         if self.rt is not None:
             try:

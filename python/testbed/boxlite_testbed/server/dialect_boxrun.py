@@ -356,6 +356,7 @@ class BoxRunDialect(Dialect):
 
     async def _remove(self, b: dict) -> None:
         if b["boxlite_id"]:
+            await self.backend.drop_box_execs(b["boxlite_id"])
             try:
                 await self.backend.rt.remove(b["boxlite_id"], force=True)
             except Exception as exc:

@@ -70,6 +70,10 @@ class CurrentDialect(RestDialect):
     def dialect_is_b(self) -> bool:
         return True
 
+    def __init__(self, *a, **kw):
+        self.tunnels: dict[tuple[str, int], "TunnelListener"] = {}
+        super().__init__(*a, **kw)
+
     # ---------------------------------------------------------------- routing
     def strip_prefix(self, raw: str) -> Optional[str]:
         if raw in ("/v1/config", "/v1/me"):
@@ -89,7 +93,7 @@ class CurrentDialect(RestDialect):
 
     def box_url(self, request: web.Request, box_id: str) -> str:
         base = "/v1/" + self.cfg.prefix if self.cfg.prefix else "/v1"
-        return f"{base}/boxes/{box_id}"
+        return f"{self.cfg.base_path}{base}/boxes/{box_id}"
 
     def ready_info(self) -> dict[str, Any]:
         base = "/v1/" + self.cfg.prefix if self.cfg.prefix else "/v1"
@@ -306,11 +310,33 @@ class CurrentDialect(RestDialect):
         if not 1 <= port <= 65535:
             raise ApiError(400, "invalid_argument", "invalid argument: port must be between 1 and 65535")
         box = await self.box_or_404(box_id)
-        tunnel = await box.network.tunnel(port)
-        uri = tunnel.uri() if hasattr(tunnel, "uri") else None
-        if not uri:
-            raise ApiError(400, "unsupported", "unsupported: service tunnels are not available on this server")
-        return self.json({"uri": uri})
+        key = (box.id, port)
+        fwd = self.tunnels.get(key)
+        if fwd is None:
+            # Probe once (auto-starts the box like the SDK does); a tunnel with a
+            # public URI (remote runtimes) is passed through as is.
+            tunnel = await box.network.tunnel(port)
+            uri = tunnel.uri() if hasattr(tunnel, "uri") else None
+            if uri:
+                return self.json({"uri": uri})
+            fwd = TunnelListener(self.backend, box.id, port)
+            await fwd.start()
+            self.tunnels[key] = fwd
+        return self.json({"uri": fwd.uri})
+
+    async def close_tunnels(self, box_id: Optional[str] = None) -> None:
+        for key in list(self.tunnels):
+            if box_id is None or key[0] == box_id:
+                await self.tunnels.pop(key).close()
+
+    async def reset_boxes(self) -> int:
+        await self.close_tunnels()
+        return await super().reset_boxes()
+
+    async def before_delete(self, box_id: str) -> None:
+        info = await self.backend.get_info(box_id)
+        if info is not None:
+            await self.close_tunnels(info.id)
 
     # ---------------------------------------------------------------- attach
     async def h_attach(self, request, box_id, exec_id):
@@ -480,3 +506,91 @@ class CurrentDialect(RestDialect):
                     await err(str(exc))
             elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 return
+
+
+class TunnelListener:
+    """Loopback listener standing in for a public tunnel URI.
+
+    Each accepted connection opens ``box.network.tunnel(port).connect()``. A
+    client may speak HTTP to the URI directly, or send ``CONNECT host:port``
+    first (answered ``200 Connection Established``) and then raw TCP, as the
+    contract describes for ``POST …/network/tunnel``."""
+
+    def __init__(self, backend, box_id: str, port: int):
+        self.backend = backend
+        self.box_id = box_id
+        self.port = port
+        self.server: Optional[asyncio.AbstractServer] = None
+        self.uri = ""
+        self.tasks: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        host, port = self.server.sockets[0].getsockname()[:2]
+        self.uri = f"http://{host}:{port}"
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for t in list(self.tasks):
+            t.cancel()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+        conn = None
+        try:
+            first = await reader.read(65536)
+            if first.startswith(b"CONNECT "):
+                while b"\r\n\r\n" not in first:
+                    more = await reader.read(65536)
+                    if not more:
+                        return
+                    first += more
+                head, _, first = first.partition(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                await writer.drain()
+            box = await self.backend.get_box(self.box_id)
+            if box is None:
+                return
+            tunnel = await box.network.tunnel(self.port)
+            try:
+                conn = await tunnel.connect()
+            except Exception:
+                return
+            if first:
+                await conn.write(first)
+
+            async def up():
+                while True:
+                    data = await reader.read(65536)
+                    if not data:
+                        await conn.shutdown_write()
+                        return
+                    await conn.write(data)
+
+            async def down():
+                while True:
+                    data = await conn.read(65536)
+                    if not data:
+                        if writer.can_write_eof():
+                            writer.write_eof()
+                        return
+                    writer.write(bytes(data))
+                    await writer.drain()
+
+            await asyncio.gather(up(), down())
+        except (asyncio.CancelledError, ConnectionError, OSError):
+            pass
+        except Exception as exc:  # pragma: no cover
+            log.debug("tunnel connection failed: %r", exc)
+        finally:
+            if conn is not None:
+                try:
+                    await conn.close()
+                except Exception:
+                    pass
+            writer.close()
+            if task is not None:
+                self.tasks.discard(task)

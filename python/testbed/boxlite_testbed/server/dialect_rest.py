@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from .app import Dialect, Route
+from .app import Dialect
 from .core import ExecSession, env_tuples, info_status, log, sdk_error_code
 from .files import ArchiveError, download_tar, upload_tar
 
@@ -122,6 +122,83 @@ def check_fields(body: Any, spec: dict[str, str], *, forbid_extra: bool,
             texts.append(f"invalid type for `{k}`: expected {t}")
     if items:
         raise Validation(items, "Failed to deserialize the JSON body into the target type: " + "; ".join(texts))
+
+
+def _item_errors(body: dict) -> list[tuple[list, str, Any]]:
+    """Nested shape checks of CreateBoxRequest (loc, message, input)."""
+    errs: list[tuple[list, str, Any]] = []
+
+    def need(obj: Any, loc: list, key: str, types: tuple, required: bool) -> None:
+        if key not in obj or obj[key] is None:
+            if required:
+                errs.append((loc + [key], "Field required", obj))
+            return
+        v = obj[key]
+        if not isinstance(v, types) or (bool not in types and isinstance(v, bool)):
+            errs.append((loc + [key], f"Input should be a valid {types[0].__name__}", v))
+
+    for i, p in enumerate(body.get("ports") or []):
+        if not isinstance(p, dict):
+            errs.append((["body", "ports", i], "Input should be a valid dictionary", p))
+            continue
+        need(p, ["body", "ports", i], "guest_port", (int,), True)
+        need(p, ["body", "ports", i], "host_port", (int,), False)
+        need(p, ["body", "ports", i], "protocol", (str,), False)
+        need(p, ["body", "ports", i], "host_ip", (str,), False)
+        if isinstance(p.get("protocol"), str) and p["protocol"] not in ("tcp", "udp"):
+            errs.append((["body", "ports", i, "protocol"], "Input should be 'tcp' or 'udp'", p["protocol"]))
+    for i, v in enumerate(body.get("volumes") or []):
+        if not isinstance(v, dict):
+            errs.append((["body", "volumes", i], "Input should be a valid dictionary", v))
+            continue
+        need(v, ["body", "volumes", i], "host_path", (str,), True)
+        need(v, ["body", "volumes", i], "guest_path", (str,), True)
+        need(v, ["body", "volumes", i], "read_only", (bool,), False)
+    for i, sec in enumerate(body.get("secrets") or []):
+        if not isinstance(sec, dict):
+            errs.append((["body", "secrets", i], "Input should be a valid dictionary", sec))
+            continue
+        need(sec, ["body", "secrets", i], "name", (str,), True)
+        need(sec, ["body", "secrets", i], "value", (str,), True)
+        need(sec, ["body", "secrets", i], "hosts", (list,), False)
+        need(sec, ["body", "secrets", i], "placeholder", (str,), False)
+    net = body.get("network")
+    if isinstance(net, dict):
+        if net.get("mode") not in ("enabled", "disabled"):
+            errs.append((["body", "network", "mode"], "Input should be 'enabled' or 'disabled'", net.get("mode")))
+        extra = set(net) - {"mode", "allow_net"}
+        for k in sorted(extra):
+            errs.append((["body", "network", k], "Extra inputs are not permitted", net[k]))
+        need(net, ["body", "network"], "allow_net", (list,), False)
+    adv = body.get("advanced")
+    if isinstance(adv, dict):
+        for k in sorted(set(adv) - {"capabilities"}):
+            errs.append((["body", "advanced", k], "unknown field", adv[k]))
+        caps = adv.get("capabilities")
+        if caps is not None:
+            if not isinstance(caps, dict) or set(caps) - {"add", "drop"}:
+                errs.append((["body", "advanced", "capabilities"], "expected {add, drop}", caps))
+            else:
+                for k in ("add", "drop"):
+                    v = caps.get(k)
+                    if v is not None and (not isinstance(v, list) or not all(isinstance(x, str) for x in v)):
+                        errs.append((["body", "advanced", "capabilities", k], "expected a list of strings", v))
+    for k in ("entrypoint", "cmd"):
+        v = body.get(k)
+        if isinstance(v, list) and not all(isinstance(x, str) for x in v):
+            errs.append((["body", k], "Input should be a valid list of strings", v))
+    env = body.get("env")
+    if isinstance(env, dict) and not all(isinstance(x, str) for x in env.values()):
+        errs.append((["body", "env"], "Input should be a valid dictionary of strings", env))
+    return errs
+
+
+def check_create_items(body: dict) -> None:
+    errs = _item_errors(body)
+    if errs:
+        raise Validation([{"type": "value_error", "loc": loc, "msg": msg, "input": inp} for loc, msg, inp in errs],
+                         "Failed to deserialize the JSON body into the target type: "
+                         + "; ".join(f"{'.'.join(map(str, loc[1:]))}: {msg}" for loc, msg, _ in errs))
 
 
 def _str_list(v: Any, name: str) -> list[str]:
@@ -341,6 +418,7 @@ class RestDialect(Dialect):
     async def _create_box(self, request):
         body = await self.json_body(request)
         check_fields(body, self.create_spec(), forbid_extra=True)
+        check_create_items(body)
         kw = self.build_options(body)
         self.extra_create_options(body, kw)
         try:
@@ -348,7 +426,8 @@ class RestDialect(Dialect):
         except (TypeError, OverflowError, RuntimeError) as exc:
             if sdk_error_code(exc) is not None:
                 raise
-            raise ApiError(400, "invalid_argument", f"invalid argument: {exc}")
+            self.bad_options(exc)
+            raise
         box = await self.backend.rt.create(opts, name=body.get("name"))
         self.remember_create(box.id, body)
         info = await self.backend.get_info(box.id)
@@ -357,6 +436,11 @@ class RestDialect(Dialect):
 
     def extra_create_options(self, body: dict, kw: dict) -> None:
         pass
+
+    def bad_options(self, exc: BaseException) -> None:
+        """Binding-level rejection of an option value (TypeError/OverflowError).
+        B (serve): 400 invalid_argument. A (Ref): escapes as a plain-text 500."""
+        raise ApiError(400, "invalid_argument", f"invalid argument: {exc}")
 
     def remember_create(self, box_id: str, body: dict) -> None:
         pass
@@ -388,6 +472,8 @@ class RestDialect(Dialect):
         force = qbool(request.query.get("force"))
         await self.before_delete(box_id)
         info = await self.backend.get_info(box_id)
+        if force and info is not None:
+            await self.backend.drop_box_execs(info.id)  # stop our stream pumps first
         await self.backend.rt.remove(box_id, force=force)
         if info is not None:
             await self.backend.drop_box_execs(info.id)
@@ -400,6 +486,13 @@ class RestDialect(Dialect):
     async def boot_delay(self) -> None:
         if self.cfg.boot_delay > 0:
             await asyncio.sleep(self.cfg.boot_delay)
+
+    async def lazy_boot_delay(self, box_id: str) -> None:
+        """--boot-delay also applies when exec/files/metrics start a box lazily."""
+        if self.cfg.boot_delay > 0:
+            info = await self.backend.get_info(box_id)
+            if info is not None and info_status(info) != "running":
+                await asyncio.sleep(self.cfg.boot_delay)
 
     async def h_start_box(self, request, box_id):
         return await self.run(request, self._start_box(unquote(box_id)))
@@ -558,6 +651,7 @@ class RestDialect(Dialect):
         args = _str_list(body.get("args"), "args")
         env = _str_map(body.get("env"), "env")
         box = await self.box_or_404(box_id)
+        await self.lazy_boot_delay(box.id)
         kw = self.exec_kwargs(body)
         execution = await box.exec(body["command"], args=args, env=env_tuples(env) or None,
                                    tty=bool(body.get("tty") or False), **kw)
@@ -621,10 +715,13 @@ class RestDialect(Dialect):
         if cap is not None and len(body) > cap:
             raise PlainError(413, "Failed to buffer the request body: length limit exceeded")
         box = await self.box_or_404(box_id)
+        await self.lazy_boot_delay(box.id)
         try:
+            sid = request.query.get("source_is_dir")
             await upload_tar(self.backend.boxlite, box, body, path,
                              overwrite=qbool(request.query.get("overwrite"), True),
-                             style=self.cfg.effective_upload_style())
+                             style=self.cfg.effective_upload_style(),
+                             source_is_dir=None if sid is None else qbool(sid))
         except ArchiveError as exc:
             raise ApiError(400, "invalid_argument", f"invalid argument: {exc}")
         return web.Response(status=204)
@@ -640,6 +737,7 @@ class RestDialect(Dialect):
         if path is None:
             raise self.missing_query("path")
         box = await self.box_or_404(box_id)
+        await self.lazy_boot_delay(box.id)
         data = await download_tar(self.backend.boxlite, box, path,
                                   follow_symlinks=qbool(request.query.get("follow_symlinks")),
                                   style="serve" if self.cfg.effective_upload_style() == "serve" else "ref")
@@ -662,6 +760,7 @@ class RestDialect(Dialect):
 
     async def _box_metrics(self, box_id):
         box = await self.box_or_404(box_id)
+        await self.lazy_boot_delay(box.id)
         m = await box.metrics()
         g = lambda k: getattr(m, k, None)  # noqa: E731
         d = {
@@ -691,6 +790,8 @@ class RestDialect(Dialect):
     # control ---------------------------------------------------------------------
     async def reset_boxes(self) -> int:
         n = 0
+        for s in list(self.backend.execs.values()):
+            await s.aclose()
         for info in await self.backend.list_info():
             try:
                 await self.backend.rt.remove(info.id, force=True)

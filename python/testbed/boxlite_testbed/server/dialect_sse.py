@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from .core import ExecSession, utc_now
+from .core import ExecSession
 from .dialect_rest import ApiError, RestDialect, Validation, check_fields
 
 # Ref's exception mapper: message prefix -> (status, type)
@@ -122,20 +122,24 @@ class SseDialect(RestDialect):
         return sub
 
     def _prefix_of(self, request: web.Request) -> str:
-        rest = request.rel_url.raw_path[4:]
+        rest = request.get("raw_v1", request.rel_url.raw_path)[4:]
         return rest.partition("/")[0]
 
     def box_url(self, request: web.Request, box_id: str) -> str:
-        return f"/v1/{self._prefix_of(request)}/boxes/{box_id}"
+        return f"{self.cfg.base_path}/v1/{self._prefix_of(request)}/boxes/{box_id}"
 
     def ready_info(self) -> dict[str, Any]:
         p = self.cfg.prefix or "default"
         return {"box_base": f"/v1/{p}/boxes", "token_url": "/v1/oauth/tokens"}
 
     def not_found(self, request):
+        if self.cfg.sse_flavor == "serve":
+            return web.Response(status=404)  # axum: empty body
         return web.json_response({"detail": "Not Found"}, status=404)
 
     def method_not_allowed(self, request):
+        if self.cfg.sse_flavor == "serve":
+            return web.Response(status=405)
         return web.json_response({"detail": "Method Not Allowed"}, status=405)
 
     # ---------------------------------------------------------------- errors
@@ -274,6 +278,9 @@ class SseDialect(RestDialect):
     def extra_create_options(self, body: dict, kw: dict) -> None:
         ar = body.get("auto_remove")
         kw["auto_remove"] = True if ar is None else bool(ar)  # Ref's default: remove on stop
+
+    def bad_options(self, exc: BaseException) -> None:
+        return None  # Ref does not catch it: plain-text 500 "Internal Server Error"
 
     def list_json(self, request, infos) -> dict:
         status = request.query.get("status")

@@ -50,8 +50,12 @@ def single_top_file(members: list[tarfile.TarInfo]) -> str | None:
     return None
 
 
+def top_level_names(members: list[tarfile.TarInfo]) -> set[str]:
+    return {_norm(m.name).split("/", 1)[0] for m in members if _norm(m.name)}
+
+
 async def upload_tar(bl: Any, box: Any, body: bytes, path: str, *, overwrite: bool,
-                     style: str) -> None:
+                     style: str, source_is_dir: bool | None = None) -> None:
     """Place an uploaded tar into the guest.
 
     ``style="ref"``: the Python reference server (any compression; contents
@@ -77,7 +81,17 @@ async def upload_tar(bl: Any, box: Any, body: bytes, path: str, *, overwrite: bo
         if style == "ref" and not [m for m in members if _norm(m.name)]:
             raise ArchiveError("failed to extract tar: empty archive")
         opts = _copy_options(bl, recursive=True, overwrite=overwrite, follow_symlinks=False)
-        if style == "ref":
+        if source_is_dir is not None:
+            # boxlite 0.10.8's REST client sends ?source_is_dir= and a tar whose
+            # single top-level entry is basename(src) ("." for SRC/.): place that
+            # entry at `path` with docker-cp rules, like a local copy_in.
+            tops = top_level_names(members)
+            has_dot = any(_norm(m.name) == "" for m in members)
+            if len(tops) == 1 and not has_dot:
+                src = os.path.join(extracted, tops.pop())
+            else:
+                src = extracted + "/."
+        elif style == "ref":
             single = single_top_file(members)
             if single is not None:
                 src = os.path.join(extracted, single)

@@ -22,14 +22,22 @@ READY = "BOXLITE_TESTBED_READY"
 class ServerProc:
     """A `python -m boxlite_testbed.server` child process."""
 
-    def __init__(self, *args: str, python: Optional[str] = None, timeout: float = 30.0):
+    def __init__(self, *args: str, python: Optional[str] = None, timeout: float = 30.0,
+                 env: Optional[dict] = None, command: Optional[list] = None,
+                 cwd: Optional[str] = None):
+        """``command`` replaces ``[python, "-m", "boxlite_testbed.server"]`` (e.g. the
+        real-SDK launcher ``[py, "realpath/run_server.py"]``); then PYTHONPATH is
+        left alone and ``cwd`` defaults to the current directory, so the
+        simulator does not shadow a real SDK."""
         self.args = list(args)
-        cmd = [python or sys.executable, "-m", "boxlite_testbed.server", "--host", "127.0.0.1",
-               "--port", "0", *args]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = TESTBED_DIR + os.pathsep + env.get("PYTHONPATH", "")
+        base = list(command) if command else [python or sys.executable, "-m", "boxlite_testbed.server"]
+        cmd = [*base, "--host", "127.0.0.1", "--port", "0", *args]
+        env = dict(os.environ, **(env or {}))
+        if not command:
+            env["PYTHONPATH"] = TESTBED_DIR + os.pathsep + env.get("PYTHONPATH", "")
+            cwd = cwd or TESTBED_DIR
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=env, cwd=TESTBED_DIR)
+                                     env=env, cwd=cwd)
         self.stderr_lines: list[str] = []
         threading.Thread(target=self._drain_stderr, daemon=True).start()
         self.info = self._wait_ready(timeout)

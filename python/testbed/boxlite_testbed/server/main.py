@@ -75,13 +75,19 @@ async def serve(cfg: Config, host: str, port: int, stop: Optional[asyncio.Event]
         "sdk": getattr(backend.boxlite, "__file__", None),
         "sdk_version": getattr(backend.boxlite, "__version__", None),
     }
+    info["base_path"] = cfg.base_path
     info.update(app["dialect"].ready_info())
+    if cfg.base_path:
+        for k in ("box_base", "token_url"):
+            if k in info:
+                info[k] = cfg.base_path + info[k]
     stop = stop or asyncio.Event()
     try:
         if ready_cb is not None:
             ready_cb(info)
         await stop.wait()
     finally:
+        await backend.kill_all()  # ends the streams, so open handlers finish promptly
         await runner.cleanup()
         await backend.close()
         if tmp_home:
@@ -91,6 +97,11 @@ async def serve(cfg: Config, host: str, port: int, stop: Optional[asyncio.Event]
 def run(cfg: Config, host: str, port: int, log_level: str = "WARNING") -> int:
     logging.basicConfig(level=getattr(logging, str(log_level).upper(), logging.WARNING),
                         stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import faulthandler
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # stack dump on demand
+    except Exception:
+        pass
     if not is_loopback(host):
         print(f"error: refusing to bind non-loopback address {host!r}", file=sys.stderr)
         return 2
@@ -109,7 +120,9 @@ def run(cfg: Config, host: str, port: int, log_level: str = "WARNING") -> int:
 
     try:
         asyncio.run(main())
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:  # e.g. port in use, home locked by another runtime
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0

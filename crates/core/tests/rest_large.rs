@@ -1,0 +1,144 @@
+//! Large transfers stream in both directions with bounded memory: a generated archive goes up
+//! (never held whole) and comes back down (never collected), checked by POSIX `cksum` on both
+//! sides. 64 MiB by default; `BOXLITE_TEST_TRANSFER_MB=1024` runs the 1 GB version.
+
+mod rest_common;
+
+use std::time::Instant;
+
+use boxlite_core::client::BoxClient;
+use futures_util::StreamExt;
+use rest_common::*;
+use serde_json::json;
+
+/// POSIX `cksum`: CRC-32 (polynomial 0x04C11DB7, MSB first) over the data and its length.
+struct Cksum {
+  crc: u32,
+  len: u64,
+  table: [u32; 256],
+}
+
+impl Default for Cksum {
+  fn default() -> Self {
+    let mut table = [0u32; 256];
+    for (i, entry) in table.iter_mut().enumerate() {
+      let mut crc = (i as u32) << 24;
+      for _ in 0..8 {
+        crc = if crc & 0x8000_0000 != 0 { (crc << 1) ^ 0x04C1_1DB7 } else { crc << 1 };
+      }
+      *entry = crc;
+    }
+    Cksum { crc: 0, len: 0, table }
+  }
+}
+
+impl Cksum {
+  fn update(&mut self, bytes: &[u8]) {
+    for &b in bytes {
+      self.byte(b);
+    }
+    self.len += bytes.len() as u64;
+  }
+
+  fn byte(&mut self, b: u8) {
+    self.crc = (self.crc << 8) ^ self.table[((self.crc >> 24) as u8 ^ b) as usize];
+  }
+
+  fn finish(mut self) -> (u32, u64) {
+    let mut n = self.len;
+    while n > 0 {
+      self.byte((n & 0xff) as u8);
+      n >>= 8;
+    }
+    (!self.crc, self.len)
+  }
+}
+
+/// Walks a tar stream, feeding the contents of the entry named `*/<name>` to `sum`.
+struct TarWalker {
+  header: Vec<u8>,
+  remaining: u64,
+  padding: u64,
+  wanted: bool,
+}
+
+impl TarWalker {
+  fn feed(&mut self, mut chunk: &[u8], name: &str, sum: &mut Cksum) {
+    while !chunk.is_empty() {
+      if self.remaining > 0 {
+        let take = (self.remaining as usize).min(chunk.len());
+        if self.wanted {
+          sum.update(&chunk[..take]);
+        }
+        self.remaining -= take as u64;
+        chunk = &chunk[take..];
+      } else if self.padding > 0 {
+        let take = (self.padding as usize).min(chunk.len());
+        self.padding -= take as u64;
+        chunk = &chunk[take..];
+      } else {
+        let take = (512 - self.header.len()).min(chunk.len());
+        self.header.extend_from_slice(&chunk[..take]);
+        chunk = &chunk[take..];
+        if self.header.len() == 512 {
+          let h = std::mem::take(&mut self.header);
+          if h.iter().all(|&b| b == 0) {
+            continue;
+          }
+          let end = h[..100].iter().position(|&b| b == 0).unwrap_or(100);
+          let entry = String::from_utf8_lossy(&h[..end]).to_string();
+          let size_text = String::from_utf8_lossy(&h[124..136]).trim_matches(|c: char| c == '\0' || c == ' ').to_string();
+          let size = u64::from_str_radix(&size_text, 8).unwrap_or(0);
+          self.wanted = (h[156] == b'0' || h[156] == 0) && (entry == name || entry.ends_with(&format!("/{name}")));
+          self.remaining = size;
+          self.padding = (512 - size % 512) % 512;
+        }
+      }
+    }
+  }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_archive_streams_up_and_down_with_bounded_memory() {
+  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "none", "--max-upload-bytes", "0"]).await else { return };
+  let mib: u64 = std::env::var("BOXLITE_TEST_TRANSFER_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+  let size = mib * 1024 * 1024;
+  let client = tb.client(json!({}));
+  let id = create_running_box(&client).await;
+  client.exec(&id, argv(&["mkdir", "-p", "/root/big"])).await.unwrap();
+  let rss_before = rss_kib().unwrap_or(0);
+  let mut rss_peak = rss_before;
+
+  let (tar, _) = generated_tar("blob", size);
+  let mut expected = Cksum::default();
+  for i in 0..size.div_ceil(1024 * 1024) {
+    expected.update(&pattern_chunk(i, (1024 * 1024).min(size - i * 1024 * 1024)));
+  }
+  let expected = expected.finish();
+  let begun = Instant::now();
+  client.upload_files(&id, "/root/big/", tar).await.expect("upload");
+  let up = begun.elapsed();
+  rss_peak = rss_peak.max(rss_kib().unwrap_or(0));
+  let out = client.exec(&id, argv(&["cksum", "/root/big/blob"])).await.unwrap();
+  let mut fields = out.stdout.split_whitespace();
+  let in_box = (fields.next().unwrap().parse::<u32>().unwrap(), fields.next().unwrap().parse::<u64>().unwrap());
+  assert_eq!(in_box, expected, "the box holds exactly the bytes sent");
+
+  let begun = Instant::now();
+  let mut stream = client.download_files(&id, "/root/big").await.expect("download");
+  let mut walker = TarWalker { header: Vec::new(), remaining: 0, padding: 0, wanted: false };
+  let mut got = Cksum::default();
+  let mut chunks = 0u64;
+  while let Some(chunk) = stream.next().await {
+    walker.feed(&chunk.expect("chunk"), "blob", &mut got);
+    chunks += 1;
+    if chunks % 64 == 0 {
+      rss_peak = rss_peak.max(rss_kib().unwrap_or(0));
+    }
+  }
+  let down = begun.elapsed();
+  assert_eq!(got.finish(), expected, "the download carries exactly the bytes in the box");
+  let growth_mib = rss_peak.saturating_sub(rss_before) / 1024;
+  eprintln!("{mib} MiB: upload {up:?}, download {down:?} ({chunks} chunks), RSS growth {growth_mib} MiB");
+  assert!(growth_mib < 48, "memory grew by {growth_mib} MiB for a {mib} MiB transfer");
+}

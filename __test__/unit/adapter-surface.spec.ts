@@ -112,6 +112,23 @@ describe('invalid config is reported on first use, naming the field', () => {
   })
 })
 
+describe('local mode environment errors', () => {
+  it('reports a pythonPath that does not exist as a ProviderError with code environment', async () => {
+    const provider = createProvider(new BoxLiteAdapter({ mode: 'local', pythonPath: '/nonexistent/bin/python3' }))
+    const err: any = await provider.create({}).catch((e) => e)
+    expect(err).toBeInstanceOf(ProviderError)
+    expect(err.cause.code).toBe('environment')
+    expect(err.message).toMatch(/Python interpreter not found: config\.pythonPath is '\/nonexistent\/bin\/python3'/)
+  })
+
+  it('reports a getClient() call the same way, as a plain Error with the code', async () => {
+    const client = new BoxLiteAdapter({ mode: 'local', pythonPath: '/nonexistent/bin/python3' }).getClient()
+    const err: any = await client.listBoxes().catch((e) => e)
+    expect(err).not.toBeInstanceOf(ProviderError)
+    expect(err.code).toBe('environment')
+  })
+})
+
 describe('dispose', () => {
   it('resolves, and resolves again, before and after use', async () => {
     const adapter = new BoxLiteAdapter(UNREACHABLE)

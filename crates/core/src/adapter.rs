@@ -70,13 +70,6 @@ impl Adapter {
       None => Ok(()),
     }
   }
-
-  /// Reports that `operation` has no backend yet, after checking the config (so a bad config is
-  /// always the first thing the user hears about).
-  pub fn not_implemented(&self, operation: &'static str) -> Result<()> {
-    let mode = self.config()?.mode();
-    Err(Error::NotImplemented { operation, mode })
-  }
 }
 
 fn build_client(config: &AdapterConfig) -> Result<Arc<dyn BoxClient>> {
@@ -99,7 +92,7 @@ mod tests {
   #[test]
   fn construction_with_empty_api_url_succeeds_and_first_use_reports_it() {
     let adapter = Adapter::new(&json!({"apiUrl": ""}));
-    let err = adapter.not_implemented("createSandbox").unwrap_err();
+    let err = adapter.client().err().expect("an empty apiUrl is unusable");
     assert_eq!(err.code(), "invalid_config");
   }
 
@@ -109,10 +102,4 @@ mod tests {
     assert_eq!(Adapter::new(&json!({"mode": "local"})).host().unwrap(), "127.0.0.1");
   }
 
-  #[test]
-  fn unimplemented_operation_names_operation_and_mode() {
-    let err = Adapter::new(&json!({"mode": "local"})).not_implemented("getSandbox").unwrap_err();
-    assert_eq!(err.to_string(), "getSandbox is not implemented yet in local mode");
-    assert_eq!(err.code(), "not_implemented");
-  }
 }

@@ -11,13 +11,20 @@ use rest_common::*;
 use serde_json::{json, Value};
 
 fn calls<'a>(log: &'a [Value], method: &str, path_end: &str) -> Vec<&'a Value> {
-  log.iter().filter(|e| e["method"] == method && e["path"].as_str().unwrap_or("").ends_with(path_end)).collect()
+  log
+    .iter()
+    .filter(|e| e["method"] == method && e["path"].as_str().unwrap_or("").ends_with(path_end))
+    .collect()
 }
 
 fn bearer_of(entry: &Value) -> Option<String> {
   let auth = &entry["authorization"];
   if auth["present"] == true {
-    Some(format!("{} {}", auth["scheme"].as_str().unwrap_or(""), auth["token"].as_str().unwrap_or("")))
+    Some(format!(
+      "{} {}",
+      auth["scheme"].as_str().unwrap_or(""),
+      auth["token"].as_str().unwrap_or("")
+    ))
   } else {
     None
   }
@@ -25,7 +32,9 @@ fn bearer_of(entry: &Value) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_credentials_token_is_fetched_once_and_sent_as_bearer() {
-  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await else { return };
+  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await else {
+    return;
+  };
   let client = tb.client(json!({}));
   client.list_boxes(None, None).await.unwrap();
   client.list_boxes(None, None).await.unwrap();
@@ -35,7 +44,10 @@ async fn client_credentials_token_is_fetched_once_and_sent_as_bearer() {
   assert_eq!(tokens[0]["content_type"], "application/x-www-form-urlencoded");
   assert_eq!(bearer_of(tokens[0]), None, "the token endpoint gets no bearer");
   let config = calls(&log, "GET", "/v1/config");
-  assert!(config.iter().all(|e| e["path"] == "/v1/config"), "config is never prefixed");
+  assert!(
+    config.iter().all(|e| e["path"] == "/v1/config"),
+    "config is never prefixed"
+  );
   let lists = calls(&log, "GET", "/v1/default/boxes");
   assert_eq!(lists.len(), 2);
   for entry in lists {
@@ -46,7 +58,15 @@ async fn client_credentials_token_is_fetched_once_and_sent_as_bearer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_is_refreshed_before_it_expires() {
-  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials", "--token-lifetime", "4"]).await
+  let Some(tb) = Testbed::start(&[
+    "--dialect",
+    "sse",
+    "--auth",
+    "client-credentials",
+    "--token-lifetime",
+    "4",
+  ])
+  .await
   else {
     return;
   };
@@ -55,21 +75,42 @@ async fn token_is_refreshed_before_it_expires() {
   tokio::time::sleep(Duration::from_millis(2300)).await;
   client.list_boxes(None, None).await.unwrap();
   let log = tb.requests().await;
-  assert_eq!(calls(&log, "POST", "/v1/oauth/tokens").len(), 2, "refreshed at half its 4 s life");
-  assert!(log.iter().all(|e| e["status"] != 401), "no request went out with a dying token: {log:#?}");
+  assert_eq!(
+    calls(&log, "POST", "/v1/oauth/tokens").len(),
+    2,
+    "refreshed at half its 4 s life"
+  );
+  assert!(
+    log.iter().all(|e| e["status"] != 401),
+    "no request went out with a dying token: {log:#?}"
+  );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_is_retried_once_with_a_fresh_token() {
-  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await else { return };
+  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await else {
+    return;
+  };
   let client = tb.client(json!({"dialect": "sse"}));
   client.list_boxes(None, None).await.unwrap();
-  tb.faults(json!({"kind": "expire_token", "method": "GET", "path": "/boxes$"})).await;
+  tb.faults(json!({"kind": "expire_token", "method": "GET", "path": "/boxes$"}))
+    .await;
   tb.clear_requests().await;
   client.list_boxes(None, None).await.expect("transparent retry");
   let log = tb.requests().await;
-  let shape: Vec<(String, Value)> =
-    log.iter().map(|e| (format!("{} {}", e["method"].as_str().unwrap(), e["path"].as_str().unwrap()), e["status"].clone())).collect();
+  let shape: Vec<(String, Value)> = log
+    .iter()
+    .map(|e| {
+      (
+        format!(
+          "{} {}",
+          e["method"].as_str().unwrap(),
+          e["path"].as_str().unwrap()
+        ),
+        e["status"].clone(),
+      )
+    })
+    .collect();
   assert_eq!(
     shape,
     vec![
@@ -82,33 +123,54 @@ async fn a_401_is_retried_once_with_a_fresh_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_401_is_reported_not_retried_forever() {
-  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await else { return };
+  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await else {
+    return;
+  };
   let client = tb.client(json!({"dialect": "sse"}));
-  tb.faults(json!({"kind": "expire_token", "path": "/boxes$", "times": 0})).await;
+  tb.faults(json!({"kind": "expire_token", "path": "/boxes$", "times": 0}))
+    .await;
   let error = client.list_boxes(None, None).await.unwrap_err();
   assert_eq!(error.code(), "api_error");
-  assert!(error.to_string().starts_with("BoxLite API error 401: token expired"), "{error}");
+  assert!(
+    error
+      .to_string()
+      .starts_with("BoxLite API error 401: token expired"),
+    "{error}"
+  );
   let log = tb.requests().await;
   assert_eq!(calls(&log, "GET", "/boxes").len(), 2, "one retry only");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_client_credentials_fail_without_echoing_the_secret() {
-  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await else { return };
-  let config = tb.config(json!({"clientId": "test-client", "clientSecret": "wrong-secret-4711", "dialect": "sse"}));
+  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await else {
+    return;
+  };
+  let config =
+    tb.config(json!({"clientId": "test-client", "clientSecret": "wrong-secret-4711", "dialect": "sse"}));
   let client = rest::connect_with(&config, quick_tuning()).unwrap();
   let error = client.list_boxes(None, None).await.unwrap_err();
   let shown = format!("{error} {error:?} {client:?}");
-  assert!(error.to_string().starts_with("BoxLite API error 401: OAuth2 token request refused"), "{error}");
+  assert!(
+    error
+      .to_string()
+      .starts_with("BoxLite API error 401: OAuth2 token request refused"),
+    "{error}"
+  );
   assert!(!shown.contains("wrong-secret-4711"), "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_api_token_never_appears_in_errors_or_debug_output() {
-  let Some(tb) = Testbed::start(&["--dialect", "current", "--auth", "token"]).await else { return };
+  let Some(tb) = Testbed::start(&["--dialect", "current", "--auth", "token"]).await else {
+    return;
+  };
   let secret = "blk_live_leaky-token-0123456789";
-  let client = rest::connect_with(&tb.config(json!({"apiToken": secret, "dialect": "current"})), quick_tuning())
-    .unwrap();
+  let client = rest::connect_with(
+    &tb.config(json!({"apiToken": secret, "dialect": "current"})),
+    quick_tuning(),
+  )
+  .unwrap();
   let error = client.get_box("b1").await.unwrap_err();
   assert!(error.to_string().starts_with("BoxLite API error 401"), "{error}");
   // A server that echoes the credential back gets it scrubbed.
@@ -118,7 +180,13 @@ async fn a_wrong_api_token_never_appears_in_errors_or_debug_output() {
                    "body": {"error": {"message": format!("bad header Bearer {token}"), "type": "AuthError", "code": "unauthenticated"}}}))
     .await;
   let echoed = client.get_box("echo").await.unwrap_err();
-  for shown in [error.to_string(), format!("{error:?}"), format!("{client:?}"), echoed.to_string(), format!("{echoed:?}")] {
+  for shown in [
+    error.to_string(),
+    format!("{error:?}"),
+    format!("{client:?}"),
+    echoed.to_string(),
+    format!("{echoed:?}"),
+  ] {
     assert!(!shown.contains(secret) && !shown.contains(&token), "{shown}");
   }
   assert!(echoed.to_string().contains("Bearer [REDACTED]"), "{echoed}");
@@ -127,11 +195,16 @@ async fn a_wrong_api_token_never_appears_in_errors_or_debug_output() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_credentials_no_authorization_header_is_ever_sent() {
   for dialect in ["sse", "current", "boxrun"] {
-    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else { return };
+    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
+      return;
+    };
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
     client.exec(&id, argv(&["true"])).await.unwrap();
-    client.upload_files(&id, "/root/x", stream_of(tar_of(&[("f", b"1")]))).await.unwrap();
+    client
+      .upload_files(&id, "/root/x", stream_of(tar_of(&[("f", b"1")])))
+      .await
+      .unwrap();
     read_all(client.download_files(&id, "/root/x").await.unwrap()).await;
     if dialect != "boxrun" {
       client.stop_box(&id).await.unwrap();
@@ -148,14 +221,19 @@ async fn without_credentials_no_authorization_header_is_ever_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_token_goes_on_every_request_including_the_websocket_upgrade() {
-  let Some(tb) = Testbed::start(&["--dialect", "current", "--auth", "token"]).await else { return };
+  let Some(tb) = Testbed::start(&["--dialect", "current", "--auth", "token"]).await else {
+    return;
+  };
   let client = tb.client(json!({}));
   assert_eq!(client.dialect().await.unwrap(), Dialect::Current);
   let id = create_running_box(&client).await;
   client.exec(&id, argv(&["true"])).await.unwrap();
   let log = tb.requests().await;
   let token = tb.info["token"].as_str().unwrap();
-  let attach = log.iter().find(|e| e["websocket"] == true).expect("an attach request");
+  let attach = log
+    .iter()
+    .find(|e| e["websocket"] == true)
+    .expect("an attach request");
   assert_eq!(bearer_of(attach), Some(format!("Bearer {token}")));
   for entry in log.iter().filter(|e| e["path"] != "/v1/config") {
     assert_eq!(bearer_of(entry), Some(format!("Bearer {token}")), "{entry:#}");
@@ -166,7 +244,8 @@ async fn static_token_goes_on_every_request_including_the_websocket_upgrade() {
 async fn redirects_are_followed_only_within_the_configured_origin() {
   let _ = rustls::crypto::ring::default_provider().install_default();
   let (elsewhere, mut elsewhere_seen) = raw_server(|_| {
-    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}".to_string()
+    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}"
+      .to_string()
   })
   .await;
   let target = elsewhere.clone();
@@ -180,21 +259,31 @@ async fn redirects_are_followed_only_within_the_configured_origin() {
   })
   .await;
   let options = json!({"apiUrl": home, "apiToken": "tok-redirect-secret", "dialect": "boxrun"});
-  let boxlite_core::config::AdapterConfig::Remote(config) = boxlite_core::config::AdapterConfig::parse(&options).unwrap() else {
+  let boxlite_core::config::AdapterConfig::Remote(config) =
+    boxlite_core::config::AdapterConfig::parse(&options).unwrap()
+  else {
     panic!()
   };
   let client = rest::connect_with(&config, quick_tuning()).unwrap();
 
-  let same = client.get_box("moved").await.expect("same-origin redirect is followed");
+  let same = client
+    .get_box("moved")
+    .await
+    .expect("same-origin redirect is followed");
   assert_eq!(same.id, "b2");
   let first = home_seen.recv().await.unwrap();
   let second = home_seen.recv().await.unwrap();
   assert!(first.contains("GET /v1/boxes/moved ") && second.contains("GET /v1/boxes/b2 "));
-  assert!(second.to_ascii_lowercase().contains("authorization: bearer tok-redirect-secret"));
+  assert!(second
+    .to_ascii_lowercase()
+    .contains("authorization: bearer tok-redirect-secret"));
 
   let error = client.get_box("away").await.unwrap_err();
   assert!(error.to_string().contains("not followed"), "{error}");
   assert!(!error.to_string().contains("tok-redirect-secret"));
   tokio::time::sleep(Duration::from_millis(200)).await;
-  assert!(elsewhere_seen.try_recv().is_err(), "nothing, let alone the token, reached the other origin");
+  assert!(
+    elsewhere_seen.try_recv().is_err(),
+    "nothing, let alone the token, reached the other origin"
+  );
 }

@@ -28,36 +28,57 @@ fn kill_requests(log: &[Value]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_side_timeout_kills_the_execution_in_every_dialect() {
   for dialect in DIALECTS {
-    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else { return };
+    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
+      return;
+    };
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
     tb.clear_requests().await;
     let begun = Instant::now();
-    let request = ExecRequest { timeout_seconds: Some(0.5), ..sh("echo started; sleep 30") };
+    let request = ExecRequest {
+      timeout_seconds: Some(0.5),
+      ..sh("echo started; sleep 30")
+    };
     let error = client.exec(&id, request.clone()).await.unwrap_err();
     assert_eq!(error.code(), "timeout", "{dialect}: {error}");
     assert_eq!(error.to_string(), "exec of 'sh' timed out after 500 ms");
-    assert!(begun.elapsed() < Duration::from_secs(5), "{dialect}: {:?}", begun.elapsed());
+    assert!(
+      begun.elapsed() < Duration::from_secs(5),
+      "{dialect}: {:?}",
+      begun.elapsed()
+    );
     assert_eq!(kill_requests(&tb.requests().await), 1, "{dialect}: exec killed");
 
     tb.clear_requests().await;
     let mut events = client.exec_stream(&id, request).await.unwrap();
-    assert_eq!(events.next().await.unwrap().unwrap(), ExecEvent::Stdout(Bytes::from_static(b"started\n")));
+    assert_eq!(
+      events.next().await.unwrap().unwrap(),
+      ExecEvent::Stdout(Bytes::from_static(b"started\n"))
+    );
     let error = events.next().await.unwrap().unwrap_err();
     assert_eq!(error.code(), "timeout", "{dialect}: {error}");
     assert!(events.next().await.is_none());
-    assert_eq!(kill_requests(&tb.requests().await), 1, "{dialect}: stream exec killed");
+    assert_eq!(
+      kill_requests(&tb.requests().await),
+      1,
+      "{dialect}: stream exec killed"
+    );
   }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_sent_before_anyone_reads_the_output_is_not_lost() {
   for dialect in ["sse", "current"] {
-    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else { return };
+    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
+      return;
+    };
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
     let execution = client.exec_async(&id, sh("cat; echo done >&2")).await.unwrap();
-    client.send_exec_input(&id, &execution.id, Bytes::from_static(b"early bytes"), true).await.unwrap();
+    client
+      .send_exec_input(&id, &execution.id, Bytes::from_static(b"early bytes"), true)
+      .await
+      .unwrap();
     let mut output = client.get_exec_output(&id, &execution.id).await.unwrap();
     let (mut stdout, mut stderr, mut exit) = (Vec::new(), Vec::new(), None);
     while let Some(event) = output.next().await {
@@ -67,14 +88,20 @@ async fn stdin_sent_before_anyone_reads_the_output_is_not_lost() {
         ExecEvent::Exit(code) => exit = Some(code),
       }
     }
-    assert_eq!((stdout.as_slice(), stderr.as_slice(), exit), (&b"early bytes"[..], &b"done\n"[..], Some(Some(0))), "{dialect}");
+    assert_eq!(
+      (stdout.as_slice(), stderr.as_slice(), exit),
+      (&b"early bytes"[..], &b"done\n"[..], Some(Some(0))),
+      "{dialect}"
+    );
   }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_executions_run_concurrently_over_one_client() {
   for dialect in DIALECTS {
-    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else { return };
+    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
+      return;
+    };
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
     let runs = (0..16).map(|i| {
@@ -93,10 +120,15 @@ async fn many_executions_run_concurrently_over_one_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_and_non_ascii_output_arrives_intact() {
   for dialect in DIALECTS {
-    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else { return };
+    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
+      return;
+    };
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
-    let out = client.exec(&id, sh("printf 'héllo wörld ✓\\n'; seq 1 20000")).await.unwrap();
+    let out = client
+      .exec(&id, sh("printf 'héllo wörld ✓\\n'; seq 1 20000"))
+      .await
+      .unwrap();
     assert!(out.stdout.starts_with("héllo wörld ✓\n1\n2\n"), "{dialect}");
     assert!(out.stdout.ends_with("19999\n20000\n"), "{dialect}");
     assert_eq!(out.stdout.lines().count(), 20001, "{dialect}");
@@ -105,7 +137,9 @@ async fn large_and_non_ascii_output_arrives_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_command_is_refused_before_any_request() {
-  let Some(tb) = Testbed::start(&["--dialect", "boxrun"]).await else { return };
+  let Some(tb) = Testbed::start(&["--dialect", "boxrun"]).await else {
+    return;
+  };
   let client = tb.client(json!({}));
   let id = create_running_box(&client).await;
   tb.clear_requests().await;
@@ -118,7 +152,9 @@ async fn an_empty_command_is_refused_before_any_request() {
 async fn gzip_archives_upload_where_the_server_unpacks_them() {
   // BoxRun's uploads are unpacked by `tar` in the box, which handles gzip; Ref (sse) too.
   for dialect in ["sse", "boxrun"] {
-    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else { return };
+    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
+      return;
+    };
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
     let plain = tar_of(&[("z.txt", b"zipped")]);
@@ -134,8 +170,14 @@ async fn gzip_archives_upload_where_the_server_unpacks_them() {
       })
       .expect("gzip")
       .stdout;
-    client.upload_files(&id, "/root/gz", stream_of(gz)).await.unwrap_or_else(|e| panic!("{dialect}: {e}"));
-    let out = client.exec(&id, sh("cat /root/gz/z.txt || cat /root/gz")).await.unwrap();
+    client
+      .upload_files(&id, "/root/gz", stream_of(gz))
+      .await
+      .unwrap_or_else(|e| panic!("{dialect}: {e}"));
+    let out = client
+      .exec(&id, sh("cat /root/gz/z.txt || cat /root/gz"))
+      .await
+      .unwrap();
     assert_eq!(out.stdout, "zipped", "{dialect}: {out:?}");
   }
 }

@@ -24,11 +24,19 @@ impl Default for Cksum {
     for (i, entry) in table.iter_mut().enumerate() {
       let mut crc = (i as u32) << 24;
       for _ in 0..8 {
-        crc = if crc & 0x8000_0000 != 0 { (crc << 1) ^ 0x04C1_1DB7 } else { crc << 1 };
+        crc = if crc & 0x8000_0000 != 0 {
+          (crc << 1) ^ 0x04C1_1DB7
+        } else {
+          crc << 1
+        };
       }
       *entry = crc;
     }
-    Cksum { crc: 0, len: 0, table }
+    Cksum {
+      crc: 0,
+      len: 0,
+      table,
+    }
   }
 }
 
@@ -87,9 +95,12 @@ impl TarWalker {
           }
           let end = h[..100].iter().position(|&b| b == 0).unwrap_or(100);
           let entry = String::from_utf8_lossy(&h[..end]).to_string();
-          let size_text = String::from_utf8_lossy(&h[124..136]).trim_matches(|c: char| c == '\0' || c == ' ').to_string();
+          let size_text = String::from_utf8_lossy(&h[124..136])
+            .trim_matches(|c: char| c == '\0' || c == ' ')
+            .to_string();
           let size = u64::from_str_radix(&size_text, 8).unwrap_or(0);
-          self.wanted = (h[156] == b'0' || h[156] == 0) && (entry == name || entry.ends_with(&format!("/{name}")));
+          self.wanted =
+            (h[156] == b'0' || h[156] == 0) && (entry == name || entry.ends_with(&format!("/{name}")));
           self.remaining = size;
           self.padding = (512 - size % 512) % 512;
         }
@@ -100,12 +111,21 @@ impl TarWalker {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_archive_streams_up_and_down_with_bounded_memory() {
-  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "none", "--max-upload-bytes", "0"]).await else { return };
-  let mib: u64 = std::env::var("BOXLITE_TEST_TRANSFER_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "none", "--max-upload-bytes", "0"]).await
+  else {
+    return;
+  };
+  let mib: u64 = std::env::var("BOXLITE_TEST_TRANSFER_MB")
+    .ok()
+    .and_then(|v| v.parse().ok())
+    .unwrap_or(64);
   let size = mib * 1024 * 1024;
   let client = tb.client(json!({}));
   let id = create_running_box(&client).await;
-  client.exec(&id, argv(&["mkdir", "-p", "/root/big"])).await.unwrap();
+  client
+    .exec(&id, argv(&["mkdir", "-p", "/root/big"]))
+    .await
+    .unwrap();
   let rss_before = rss_kib().unwrap_or(0);
   let mut rss_peak = rss_before;
 
@@ -119,26 +139,44 @@ async fn a_large_archive_streams_up_and_down_with_bounded_memory() {
   client.upload_files(&id, "/root/big/", tar).await.expect("upload");
   let up = begun.elapsed();
   rss_peak = rss_peak.max(rss_kib().unwrap_or(0));
-  let out = client.exec(&id, argv(&["cksum", "/root/big/blob"])).await.unwrap();
+  let out = client
+    .exec(&id, argv(&["cksum", "/root/big/blob"]))
+    .await
+    .unwrap();
   let mut fields = out.stdout.split_whitespace();
-  let in_box = (fields.next().unwrap().parse::<u32>().unwrap(), fields.next().unwrap().parse::<u64>().unwrap());
+  let in_box = (
+    fields.next().unwrap().parse::<u32>().unwrap(),
+    fields.next().unwrap().parse::<u64>().unwrap(),
+  );
   assert_eq!(in_box, expected, "the box holds exactly the bytes sent");
 
   let begun = Instant::now();
   let mut stream = client.download_files(&id, "/root/big").await.expect("download");
-  let mut walker = TarWalker { header: Vec::new(), remaining: 0, padding: 0, wanted: false };
+  let mut walker = TarWalker {
+    header: Vec::new(),
+    remaining: 0,
+    padding: 0,
+    wanted: false,
+  };
   let mut got = Cksum::default();
   let mut chunks = 0u64;
   while let Some(chunk) = stream.next().await {
     walker.feed(&chunk.expect("chunk"), "blob", &mut got);
     chunks += 1;
-    if chunks % 64 == 0 {
+    if chunks & 63 == 0 {
       rss_peak = rss_peak.max(rss_kib().unwrap_or(0));
     }
   }
   let down = begun.elapsed();
-  assert_eq!(got.finish(), expected, "the download carries exactly the bytes in the box");
+  assert_eq!(
+    got.finish(),
+    expected,
+    "the download carries exactly the bytes in the box"
+  );
   let growth_mib = rss_peak.saturating_sub(rss_before) / 1024;
   eprintln!("{mib} MiB: upload {up:?}, download {down:?} ({chunks} chunks), RSS growth {growth_mib} MiB");
-  assert!(growth_mib < 48, "memory grew by {growth_mib} MiB for a {mib} MiB transfer");
+  assert!(
+    growth_mib < 48,
+    "memory grew by {growth_mib} MiB for a {mib} MiB transfer"
+  );
 }

@@ -47,45 +47,104 @@ async fn tour(client: &RestClient, dialect: Dialect, evicting: bool) {
   let listed = client.list_boxes(None, None).await.expect("listBoxes");
   assert!(listed.iter().any(|b| b.id == id), "{listed:?}");
   client.start_box(&id).await.expect("startBox");
-  let running = client.list_boxes(Some("running".into()), Some(10)).await.expect("listBoxes(running)");
+  let running = client
+    .list_boxes(Some("running".into()), Some(10))
+    .await
+    .expect("listBoxes(running)");
   assert!(running.iter().any(|b| b.id == id));
 
   // exec: output, stderr, exit codes, env, working directory (with quotes and spaces).
   eprintln!("tour step: exec: output, stderr, exit codes, env, working directory (with quotes and spaces).");
-  let out = client.exec(&id, argv(&["echo", "hello"])).await.expect("exec echo");
-  assert_eq!((out.stdout.as_str(), out.stderr.as_str(), out.exit_code), ("hello\n", "", 0));
-  let out = client.exec(&id, sh("echo out; echo err >&2; exit 3")).await.unwrap();
-  assert_eq!((out.stdout.as_str(), out.stderr.as_str(), out.exit_code), ("out\n", "err\n", 3));
+  let out = client
+    .exec(&id, argv(&["echo", "hello"]))
+    .await
+    .expect("exec echo");
+  assert_eq!(
+    (out.stdout.as_str(), out.stderr.as_str(), out.exit_code),
+    ("hello\n", "", 0)
+  );
+  let out = client
+    .exec(&id, sh("echo out; echo err >&2; exit 3"))
+    .await
+    .unwrap();
+  assert_eq!(
+    (out.stdout.as_str(), out.stderr.as_str(), out.exit_code),
+    ("out\n", "err\n", 3)
+  );
   let mut env = BTreeMap::new();
   env.insert("GREETING".to_string(), "hi there".to_string());
-  let out = client.exec(&id, ExecRequest { env: Some(env), ..sh("printf %s \"$GREETING\"") }).await.unwrap();
+  let out = client
+    .exec(
+      &id,
+      ExecRequest {
+        env: Some(env),
+        ..sh("printf %s \"$GREETING\"")
+      },
+    )
+    .await
+    .unwrap();
   assert_eq!(out.stdout, "hi there");
   let dir = "/root/it's a \"dir\"";
   client.exec(&id, argv(&["mkdir", "-p", dir])).await.unwrap();
-  let out = client.exec(&id, ExecRequest { working_dir: Some(dir.into()), ..argv(&["pwd"]) }).await.unwrap();
+  let out = client
+    .exec(
+      &id,
+      ExecRequest {
+        working_dir: Some(dir.into()),
+        ..argv(&["pwd"])
+      },
+    )
+    .await
+    .unwrap();
   assert_eq!(out.stdout.trim_end(), dir);
   let out = client.exec(&id, argv(&["sh", "-c", "kill -9 $$"])).await.unwrap();
-  assert!(out.exit_code < 0 || out.exit_code == 137, "signal death: {}", out.exit_code);
+  assert!(
+    out.exit_code < 0 || out.exit_code == 137,
+    "signal death: {}",
+    out.exit_code
+  );
 
   // exec timeout: killed client-side, reported as a timeout quickly.
   eprintln!("tour step: exec timeout: killed client-side, reported as a timeout quickly.");
   let begun = Instant::now();
-  let error = client.exec(&id, ExecRequest { timeout_seconds: Some(1.0), ..argv(&["sleep", "30"]) }).await.unwrap_err();
+  let error = client
+    .exec(
+      &id,
+      ExecRequest {
+        timeout_seconds: Some(1.0),
+        ..argv(&["sleep", "30"])
+      },
+    )
+    .await
+    .unwrap_err();
   assert_eq!(error.code(), "timeout", "{error}");
   assert!(begun.elapsed() < Duration::from_secs(12), "{:?}", begun.elapsed());
 
   // execStream: the first chunk arrives before the command ends.
   eprintln!("tour step: execStream: the first chunk arrives before the command ends.");
   let begun = Instant::now();
-  let mut events = client.exec_stream(&id, sh("echo first; sleep 2; echo second >&2; exit 4")).await.unwrap();
+  let mut events = client
+    .exec_stream(&id, sh("echo first; sleep 2; echo second >&2; exit 4"))
+    .await
+    .unwrap();
   let first = events.next().await.unwrap().unwrap();
   assert_eq!(first, ExecEvent::Stdout(Bytes::from_static(b"first\n")));
-  assert!(begun.elapsed() < Duration::from_millis(1800), "first chunk after {:?}", begun.elapsed());
+  assert!(
+    begun.elapsed() < Duration::from_millis(1800),
+    "first chunk after {:?}",
+    begun.elapsed()
+  );
   let mut rest = Vec::new();
   while let Some(event) = events.next().await {
     rest.push(event.unwrap());
   }
-  assert_eq!(rest, vec![ExecEvent::Stderr(Bytes::from_static(b"second\n")), ExecEvent::Exit(Some(4))]);
+  assert_eq!(
+    rest,
+    vec![
+      ExecEvent::Stderr(Bytes::from_static(b"second\n")),
+      ExecEvent::Exit(Some(4))
+    ]
+  );
   assert!(begun.elapsed() >= Duration::from_secs(2));
 
   // execAsync + getExecOutput + stdin + signal + resize.
@@ -93,7 +152,10 @@ async fn tour(client: &RestClient, dialect: Dialect, evicting: bool) {
   let execution = client.exec_async(&id, argv(&["cat"])).await.expect("execAsync");
   assert_eq!(execution.status, "running");
   if dialect == Dialect::Boxrun {
-    let error = client.send_exec_input(&id, &execution.id, Bytes::from_static(b"x"), true).await.unwrap_err();
+    let error = client
+      .send_exec_input(&id, &execution.id, Bytes::from_static(b"x"), true)
+      .await
+      .unwrap_err();
     assert_eq!(error.code(), "unsupported", "{error}");
     client.signal_exec(&id, &execution.id, 9).await.expect("cancel");
     let mut output = client.get_exec_output(&id, &execution.id).await.unwrap();
@@ -103,12 +165,30 @@ async fn tour(client: &RestClient, dialect: Dialect, evicting: bool) {
     }
     assert!(matches!(last, Some(ExecEvent::Exit(_))), "{last:?}");
   } else {
-    let early = if evicting { None } else { Some(client.get_exec_output(&id, &execution.id).await.expect("getExecOutput")) };
-    client.send_exec_input(&id, &execution.id, Bytes::from_static(b"piped "), false).await.expect("stdin");
-    client.send_exec_input(&id, &execution.id, Bytes::from_static(b"input"), true).await.expect("stdin + close");
+    let early = if evicting {
+      None
+    } else {
+      Some(
+        client
+          .get_exec_output(&id, &execution.id)
+          .await
+          .expect("getExecOutput"),
+      )
+    };
+    client
+      .send_exec_input(&id, &execution.id, Bytes::from_static(b"piped "), false)
+      .await
+      .expect("stdin");
+    client
+      .send_exec_input(&id, &execution.id, Bytes::from_static(b"input"), true)
+      .await
+      .expect("stdin + close");
     let mut output = match early {
       Some(output) => output,
-      None => client.get_exec_output(&id, &execution.id).await.expect("getExecOutput"),
+      None => client
+        .get_exec_output(&id, &execution.id)
+        .await
+        .expect("getExecOutput"),
     };
     let mut stdout = Vec::new();
     let mut exit = None;
@@ -123,14 +203,21 @@ async fn tour(client: &RestClient, dialect: Dialect, evicting: bool) {
     assert_eq!(exit, Some(Some(0)));
 
     let sleeper = client.exec_async(&id, argv(&["sleep", "30"])).await.unwrap();
-    let early = if evicting { None } else { Some(client.get_exec_output(&id, &sleeper.id).await.unwrap()) };
+    let early = if evicting {
+      None
+    } else {
+      Some(client.get_exec_output(&id, &sleeper.id).await.unwrap())
+    };
     client.signal_exec(&id, &sleeper.id, 9).await.expect("signalExec");
     let mut output = match early {
       Some(output) => output,
       None => client.get_exec_output(&id, &sleeper.id).await.unwrap(),
     };
     let mut exit = None;
-    while let Some(event) = tokio::time::timeout(Duration::from_secs(10), output.next()).await.unwrap() {
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(10), output.next())
+      .await
+      .unwrap()
+    {
       if let ExecEvent::Exit(code) = event.unwrap() {
         exit = Some(code);
       }
@@ -138,25 +225,75 @@ async fn tour(client: &RestClient, dialect: Dialect, evicting: bool) {
     let code = exit.expect("exit after signal");
     assert!(code.is_none_or(|c| c != 0), "killed exec exit code {code:?}");
 
-    let tty = client.exec_async(&id, ExecRequest { tty: Some(true), ..argv(&["sleep", "1"]) }).await.unwrap();
-    client.resize_exec(&id, &tty.id, 120, 40).await.expect("resizeExec");
+    let tty = client
+      .exec_async(
+        &id,
+        ExecRequest {
+          tty: Some(true),
+          ..argv(&["sleep", "1"])
+        },
+      )
+      .await
+      .unwrap();
+    client
+      .resize_exec(&id, &tty.id, 120, 40)
+      .await
+      .expect("resizeExec");
   }
   if dialect == Dialect::Boxrun {
-    assert_eq!(client.resize_exec(&id, &execution.id, 80, 24).await.unwrap_err().code(), "unsupported");
+    assert_eq!(
+      client
+        .resize_exec(&id, &execution.id, 80, 24)
+        .await
+        .unwrap_err()
+        .code(),
+      "unsupported"
+    );
   }
 
   // Files: a tar goes in and comes back out.
   eprintln!("tour step: Files: a tar goes in and comes back out.");
   let tar = tar_of(&[("a.txt", b"alpha"), ("sub/b.txt", b"beta")]);
-  client.upload_files(&id, "/root/uploaded", stream_of(tar)).await.expect("uploadFiles");
-  let out = client.exec(&id, sh("find /root/uploaded -type f | sort; cat $(find /root/uploaded -name a.txt)")).await.unwrap();
-  assert!(out.stdout.contains("a.txt") && out.stdout.contains("b.txt") && out.stdout.ends_with("alpha"), "{out:?}");
-  client.exec(&id, sh("mkdir -p /root/down/inner && printf gamma > /root/down/inner/c.txt")).await.unwrap();
-  let tar = read_all(client.download_files(&id, "/root/down").await.expect("downloadFiles")).await;
+  client
+    .upload_files(&id, "/root/uploaded", stream_of(tar))
+    .await
+    .expect("uploadFiles");
+  let out = client
+    .exec(
+      &id,
+      sh("find /root/uploaded -type f | sort; cat $(find /root/uploaded -name a.txt)"),
+    )
+    .await
+    .unwrap();
+  assert!(
+    out.stdout.contains("a.txt") && out.stdout.contains("b.txt") && out.stdout.ends_with("alpha"),
+    "{out:?}"
+  );
+  client
+    .exec(
+      &id,
+      sh("mkdir -p /root/down/inner && printf gamma > /root/down/inner/c.txt"),
+    )
+    .await
+    .unwrap();
+  let tar = read_all(
+    client
+      .download_files(&id, "/root/down")
+      .await
+      .expect("downloadFiles"),
+  )
+  .await;
   let entries = tar_entries(&tar);
-  let c = entries.iter().find(|(n, _)| n.ends_with("inner/c.txt")).unwrap_or_else(|| panic!("{entries:?}"));
+  let c = entries
+    .iter()
+    .find(|(n, _)| n.ends_with("inner/c.txt"))
+    .unwrap_or_else(|| panic!("{entries:?}"));
   assert_eq!(c.1, b"gamma");
-  assert!(c.0.trim_start_matches("./").starts_with("down/"), "top-level entry is the basename: {}", c.0);
+  assert!(
+    c.0.trim_start_matches("./").starts_with("down/"),
+    "top-level entry is the basename: {}",
+    c.0
+  );
 
   // Snapshots, clone, export/import, metrics.
   eprintln!("tour step: Snapshots, clone, export/import, metrics.");
@@ -166,18 +303,43 @@ async fn tour(client: &RestClient, dialect: Dialect, evicting: bool) {
     let box_metrics = client.get_box_metrics(&id).await.expect("getBoxMetrics");
     assert!(box_metrics.is_object());
     client.stop_box(&id).await.expect("stopBox");
-    assert_eq!(client.get_box(&id).await.unwrap().status, "stopped", "stop keeps the box (auto_remove false)");
-    let snapshot = client.create_snapshot(&id, "snap-1").await.expect("createSnapshot");
+    assert_eq!(
+      client.get_box(&id).await.unwrap().status,
+      "stopped",
+      "stop keeps the box (auto_remove false)"
+    );
+    let snapshot = client
+      .create_snapshot(&id, "snap-1")
+      .await
+      .expect("createSnapshot");
     assert_eq!(snapshot.name, "snap-1");
     let snapshots = client.list_snapshots(&id).await.expect("listSnapshots");
     assert!(snapshots.iter().any(|s| s.name == "snap-1"), "{snapshots:?}");
-    client.create_snapshot(&id, "snap-2").await.expect("createSnapshot 2");
-    client.restore_snapshot(&id, "snap-1").await.expect("restoreSnapshot");
+    client
+      .create_snapshot(&id, "snap-2")
+      .await
+      .expect("createSnapshot 2");
+    client
+      .restore_snapshot(&id, "snap-1")
+      .await
+      .expect("restoreSnapshot");
     // The restored disk depends on snap-1, so the other one is the one that can go.
-    client.delete_snapshot(&id, "snap-2").await.expect("deleteSnapshot");
-    let names: Vec<_> = client.list_snapshots(&id).await.unwrap().into_iter().map(|s| s.name).collect();
+    client
+      .delete_snapshot(&id, "snap-2")
+      .await
+      .expect("deleteSnapshot");
+    let names: Vec<_> = client
+      .list_snapshots(&id)
+      .await
+      .unwrap()
+      .into_iter()
+      .map(|s| s.name)
+      .collect();
     assert_eq!(names, vec!["snap-1"]);
-    let clone = client.clone_box(&id, Some(unique("clone"))).await.expect("cloneBox");
+    let clone = client
+      .clone_box(&id, Some(unique("clone")))
+      .await
+      .expect("cloneBox");
     assert_ne!(clone.id, id);
     let archive = read_all(client.export_box(&id).await.expect("exportBox")).await;
     assert!(!archive.is_empty());
@@ -198,7 +360,10 @@ async fn tour(client: &RestClient, dialect: Dialect, evicting: bool) {
       client.import_box(stream_of(vec![1, 2, 3])).await.unwrap_err(),
     ] {
       assert_eq!(error.code(), "unsupported", "{error}");
-      assert!(error.to_string().contains("BoxRun server (dialect boxrun)"), "{error}");
+      assert!(
+        error.to_string().contains("BoxRun server (dialect boxrun)"),
+        "{error}"
+      );
     }
     client.stop_box(&id).await.expect("stopBox");
   }
@@ -208,7 +373,10 @@ async fn tour(client: &RestClient, dialect: Dialect, evicting: bool) {
   client.delete_box(&id, true).await.expect("deleteBox");
   let error = client.get_box(&id).await.unwrap_err();
   assert_eq!(error.code(), "not_found", "{error}");
-  assert!(error.to_string().starts_with("BoxLite API error 404: "), "{error}");
+  assert!(
+    error.to_string().starts_with("BoxLite API error 404: "),
+    "{error}"
+  );
 
   client.dispose().await.unwrap();
   client.dispose().await.unwrap();
@@ -217,13 +385,25 @@ async fn tour(client: &RestClient, dialect: Dialect, evicting: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_dialect_with_client_credentials_serves_every_method() {
-  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await else { return };
+  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await else {
+    return;
+  };
   tour(&tb.client(json!({})), Dialect::Sse, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_dialect_of_boxlite_serve_with_lf_framing_and_default_prefix_serves_every_method() {
-  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "token", "--sse-flavor", "serve", "--prefix", "default"]).await
+  let Some(tb) = Testbed::start(&[
+    "--dialect",
+    "sse",
+    "--auth",
+    "token",
+    "--sse-flavor",
+    "serve",
+    "--prefix",
+    "default",
+  ])
+  .await
   else {
     return;
   };
@@ -232,21 +412,33 @@ async fn sse_dialect_of_boxlite_serve_with_lf_framing_and_default_prefix_serves_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_dialect_without_auth_serves_every_method() {
-  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "none"]).await else { return };
+  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "none"]).await else {
+    return;
+  };
   tour(&tb.client(json!({"prefix": "tenant-1"})), Dialect::Sse, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn current_dialect_with_token_serves_every_method() {
-  let Some(tb) = Testbed::start(&["--dialect", "current", "--auth", "token"]).await else { return };
+  let Some(tb) = Testbed::start(&["--dialect", "current", "--auth", "token"]).await else {
+    return;
+  };
   tour(&tb.client(json!({})), Dialect::Current, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn current_dialect_with_discovered_prefix_serves_every_method() {
-  let Some(tb) =
-    Testbed::start(&["--dialect", "current", "--auth", "none", "--prefix", "us-east/team-42", "--me-prefix-key", "path_prefix"])
-      .await
+  let Some(tb) = Testbed::start(&[
+    "--dialect",
+    "current",
+    "--auth",
+    "none",
+    "--prefix",
+    "us-east/team-42",
+    "--me-prefix-key",
+    "path_prefix",
+  ])
+  .await
   else {
     return;
   };
@@ -257,6 +449,8 @@ async fn current_dialect_with_discovered_prefix_serves_every_method() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boxrun_dialect_serves_every_method_it_has_and_refuses_the_rest() {
-  let Some(tb) = Testbed::start(&["--dialect", "boxrun"]).await else { return };
+  let Some(tb) = Testbed::start(&["--dialect", "boxrun"]).await else {
+    return;
+  };
   tour(&tb.client(json!({})), Dialect::Boxrun, false).await;
 }

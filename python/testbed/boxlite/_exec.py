@@ -63,7 +63,9 @@ class _Pump:
 
     def drain_now(self) -> None:
         """Read what is available without blocking, then end the stream."""
-        while not self.done:
+        for _ in range(256):  # bounded: a background writer may never stop
+            if self.done:
+                break
             try:
                 data = os.read(self.fd, 65536)
             except (BlockingIOError, OSError):

@@ -404,6 +404,11 @@ class _Core:
 
     def _prepare_fs(self, box_id: str, wipe: bool) -> None:
         _sandbox.prepare_disk(self.disk(box_id))
+        wd = (self.records.get(box_id) or {}).get("working_dir")
+        if wd and wd.startswith("/") and _sandbox.is_ro_base(posixpath.normpath(wd)) is None \
+                and not any(wd == m or wd.startswith(m + "/") for m in ("/tmp", "/dev", "/proc", "/sys")):
+            # like an image WORKDIR, the box's default working directory exists
+            os.makedirs(self.disk(box_id) + posixpath.normpath(wd), exist_ok=True)
         for which in ("tmp", "shm"):
             p = self.tmpfs(box_id, which)
             if wipe or not os.path.isdir(p):
@@ -829,7 +834,10 @@ def _open_core(home: str) -> _Core:
     core = _Core(home)
     core.lock_fd = fd
     weakref.finalize(core, _release, fd, core.live)
-    core.load()
+    try:
+        core.load()
+    except OSError as e:
+        raise errors.StorageError.make(f"failed to load boxes from {home}: {e}") from None
     return core
 
 

@@ -174,6 +174,10 @@ async def test_exec_env_cwd_and_box_defaults(sim_rt):
     assert out == "box exec /srv /root\n"
     out, _, _ = await run(box, "pwd", cwd="/var")
     assert out == "/var\n"
+    other = await sim_rt.create(BoxOptions(auto_remove=False, working_dir="/app/src"))
+    assert (await run(other, "pwd"))[0] == "/app/src\n"  # created like an image WORKDIR
+    with pytest.raises(E.ExecutionError):
+        await other.exec("pwd", cwd="/does/not/exist")
 
 
 async def test_exec_user_option_runs_as_that_user(sim_rt):

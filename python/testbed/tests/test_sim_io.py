@@ -309,3 +309,11 @@ async def test_copy_out_follow_symlinks_resolves_in_the_box(sim_rt, tmp_path):
     assert os.path.islink(tmp_path / "as-link")
     await box.copy_out("/srv/link", str(tmp_path / "followed"), CopyOptions(follow_symlinks=True))
     assert (tmp_path / "followed").read_text() == "inside\n"
+
+
+async def test_background_child_holding_stdout_does_not_block_stream_end(sim_rt):
+    box = await sim_rt.create(keep())
+    t0 = time.monotonic()
+    out, err, code = await run(box, "sleep 30 & echo hi")
+    assert (out, code) == ("hi\n", 0)
+    assert time.monotonic() - t0 < 5

@@ -27,7 +27,10 @@ pub struct CachedToken {
 impl CachedToken {
   pub fn new(token: Secret, lifetime: Duration, now: Instant) -> Self {
     let leeway = REFRESH_LEEWAY.min(lifetime / 2);
-    CachedToken { token, refresh_at: now + lifetime.saturating_sub(leeway) }
+    CachedToken {
+      token,
+      refresh_at: now + lifetime.saturating_sub(leeway),
+    }
   }
 
   pub fn is_fresh(&self, now: Instant) -> bool {
@@ -84,14 +87,21 @@ mod tests {
   #[test]
   fn token_form_is_url_encoded_client_credentials() {
     let form = token_form("my client", &Secret::new("s&cr=t"));
-    assert_eq!(form, "grant_type=client_credentials&client_id=my+client&client_secret=s%26cr%3Dt");
+    assert_eq!(
+      form,
+      "grant_type=client_credentials&client_id=my+client&client_secret=s%26cr%3Dt"
+    );
   }
 
   #[test]
   fn token_replies_parse_with_or_without_lifetime() {
-    let (token, lifetime) = parse_token_reply(br#"{"access_token":"abc","token_type":"bearer","expires_in":86400}"#).unwrap();
+    let (token, lifetime) =
+      parse_token_reply(br#"{"access_token":"abc","token_type":"bearer","expires_in":86400}"#).unwrap();
     assert_eq!((token.expose(), lifetime), ("abc", Duration::from_secs(86400)));
-    assert_eq!(parse_token_reply(br#"{"access_token":"abc"}"#).unwrap().1, DEFAULT_TOKEN_LIFETIME);
+    assert_eq!(
+      parse_token_reply(br#"{"access_token":"abc"}"#).unwrap().1,
+      DEFAULT_TOKEN_LIFETIME
+    );
     assert!(parse_token_reply(br#"{"token_type":"bearer"}"#).is_err());
     assert!(parse_token_reply(b"<html>").is_err());
   }

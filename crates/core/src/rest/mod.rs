@@ -55,8 +55,8 @@ pub use request::Dialect;
 pub use transport::Tuning;
 
 use crate::client::{
-  BoxClient, BoxRecord, ByteStream, CreateBoxParams, ExecEvent, ExecEventStream, ExecOutput, ExecRequest, Execution,
-  Snapshot,
+  BoxClient, BoxRecord, ByteStream, CreateBoxParams, ExecEvent, ExecEventStream, ExecOutput, ExecRequest,
+  Execution, Snapshot,
 };
 use crate::config::{Auth, DialectChoice, RemoteConfig};
 use crate::error::{Error, Result};
@@ -108,7 +108,10 @@ pub struct RestClient {
 
 impl std::fmt::Debug for RestClient {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    f.debug_struct("RestClient").field("transport", &self.inner.transport).field("dialect", &self.inner.choice).finish()
+    f.debug_struct("RestClient")
+      .field("transport", &self.inner.transport)
+      .field("dialect", &self.inner.choice)
+      .finish()
   }
 }
 
@@ -270,7 +273,9 @@ impl Inner {
 
   fn malformed(&self, spec: &Spec, what: &str, value: &Value) -> Error {
     let shown = wire::excerpt(value.to_string().as_bytes());
-    self.transport.protocol(spec, format!("expected {what}, got: {shown}"))
+    self
+      .transport
+      .protocol(spec, format!("expected {what}, got: {shown}"))
   }
 
   async fn json(&self, spec: &Spec) -> Result<Value> {
@@ -284,10 +289,19 @@ impl Inner {
 
   async fn start_exec(&self, route: &Route, box_id: &str, request: &ExecRequest) -> Result<Execution> {
     if request.cmd.is_empty() || request.cmd[0].is_empty() {
-      return Err(Error::InvalidArgument { argument: "cmd".into(), problem: "must be a non-empty argv array".into() });
+      return Err(Error::InvalidArgument {
+        argument: "cmd".into(),
+        problem: "must be a non-empty argv array".into(),
+      });
     }
-    if request.timeout_seconds.is_some_and(|t| !t.is_finite() || t <= 0.0) {
-      return Err(Error::InvalidArgument { argument: "timeout_seconds".into(), problem: "must be a positive number".into() });
+    if request
+      .timeout_seconds
+      .is_some_and(|t| !t.is_finite() || t <= 0.0)
+    {
+      return Err(Error::InvalidArgument {
+        argument: "timeout_seconds".into(),
+        problem: "must be a positive number".into(),
+      });
     }
     let spec = route.exec(box_id, wire::exec_body(route.dialect, request));
     let value = self.transport.json(&spec, Payload::None).await?;
@@ -295,23 +309,43 @@ impl Inner {
   }
 
   /// The output of an execution as events, ending with `Exit` (or an error).
-  async fn open_output(self: &Arc<Self>, route: &Route, box_id: &str, exec_id: &str) -> Result<ExecEventStream> {
+  async fn open_output(
+    self: &Arc<Self>,
+    route: &Route,
+    box_id: &str,
+    exec_id: &str,
+  ) -> Result<ExecEventStream> {
     let spec = route.exec_output(box_id, exec_id);
     match route.dialect {
       Dialect::Current => {
         let (sink, source) = self.attach(&spec).await?;
         let sink: SharedSink = Arc::new(tokio::sync::Mutex::new(sink));
-        let guard = Arc::new(AttachGuard { inner: Arc::downgrade(self), exec_id: exec_id.to_string(), sink: sink.clone() });
-        self.attachments.lock().unwrap_or_else(|p| p.into_inner()).insert(exec_id.to_string(), Arc::downgrade(&sink));
+        let guard = Arc::new(AttachGuard {
+          inner: Arc::downgrade(self),
+          exec_id: exec_id.to_string(),
+          sink: sink.clone(),
+        });
+        self
+          .attachments
+          .lock()
+          .unwrap_or_else(|p| p.into_inner())
+          .insert(exec_id.to_string(), Arc::downgrade(&sink));
         let idle = self.transport.tuning.stream_idle_timeout;
         Ok(Box::pin(ws::events(source, idle, &spec, Some(guard))))
       }
       Dialect::Sse | Dialect::Boxrun => {
         let response = self.transport.send(&spec, Payload::None).await?;
-        let content_type =
-          response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+        let content_type = response
+          .headers()
+          .get("content-type")
+          .and_then(|v| v.to_str().ok())
+          .unwrap_or("")
+          .to_ascii_lowercase();
         if !content_type.is_empty() && !content_type.starts_with("text/event-stream") {
-          return Err(self.transport.protocol(&spec, format!("expected an event stream, got content type '{content_type}'")));
+          return Err(self.transport.protocol(
+            &spec,
+            format!("expected an event stream, got content type '{content_type}'"),
+          ));
         }
         let bytes = self.transport.body_stream(&spec, response);
         let kind = if route.dialect == Dialect::Sse {
@@ -366,16 +400,26 @@ impl Inner {
         if let Some(exec_id) = exec_id {
           self.kill(route, box_id, &exec_id).await;
         }
-        Err(Error::Timeout { operation: format!("exec of '{name}'"), after_ms: limit.as_millis() as u64 })
+        Err(Error::Timeout {
+          operation: format!("exec of '{name}'"),
+          after_ms: limit.as_millis() as u64,
+        })
       }
     }
   }
 
-  async fn exec_stream(self: &Arc<Self>, route: &Route, box_id: &str, request: ExecRequest) -> Result<ExecEventStream> {
+  async fn exec_stream(
+    self: &Arc<Self>,
+    route: &Route,
+    box_id: &str,
+    request: ExecRequest,
+  ) -> Result<ExecEventStream> {
     let begun = tokio::time::Instant::now();
     let execution = self.start_exec(route, box_id, &request).await?;
     let events = self.open_output(route, box_id, &execution.id).await?;
-    let Some(limit) = request.timeout_seconds.map(Duration::from_secs_f64) else { return Ok(events) };
+    let Some(limit) = request.timeout_seconds.map(Duration::from_secs_f64) else {
+      return Ok(events);
+    };
     let killer = {
       let inner = self.clone();
       let route = route.clone();
@@ -388,22 +432,48 @@ impl Inner {
   }
 
   /// Runs a helper command (BoxRun file staging) and fails unless it exits 0.
-  async fn run(self: &Arc<Self>, route: &Route, box_id: &str, argv: &[&str], what: &str) -> Result<ExecOutput> {
-    let request = ExecRequest { cmd: argv.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+  async fn run(
+    self: &Arc<Self>,
+    route: &Route,
+    box_id: &str,
+    argv: &[&str],
+    what: &str,
+  ) -> Result<ExecOutput> {
+    let request = ExecRequest {
+      cmd: argv.iter().map(|s| s.to_string()).collect(),
+      ..Default::default()
+    };
     let output = self.exec(route, box_id, request).await?;
     if output.exit_code != 0 {
       let detail = output.stderr.trim();
       return Err(Error::InvalidArgument {
         argument: "path".into(),
-        problem: format!("{what} failed in the box (exit {}): {}", output.exit_code, wire::excerpt(detail.as_bytes())),
+        problem: format!(
+          "{what} failed in the box (exit {}): {}",
+          output.exit_code,
+          wire::excerpt(detail.as_bytes())
+        ),
       });
     }
     Ok(output)
   }
 
-  async fn boxrun_upload(self: &Arc<Self>, route: &Route, box_id: &str, path: &str, mut tar: ByteStream) -> Result<()> {
+  async fn boxrun_upload(
+    self: &Arc<Self>,
+    route: &Route,
+    box_id: &str,
+    path: &str,
+    mut tar: ByteStream,
+  ) -> Result<()> {
     let staging = staging_dir();
-    self.run(route, box_id, &["mkdir", "-p", "--", &staging], "preparing the upload").await?;
+    self
+      .run(
+        route,
+        box_id,
+        &["mkdir", "-p", "--", &staging],
+        "preparing the upload",
+      )
+      .await?;
     let spec = route.upload_file(box_id);
     let mut part = BytesMut::with_capacity(BOXRUN_UPLOAD_PART_BYTES);
     let mut index = 0usize;
@@ -420,13 +490,17 @@ impl Inner {
             let take = rest.len().min(BOXRUN_UPLOAD_PART_BYTES - part.len());
             part.extend_from_slice(&rest.split_to(take));
             if part.len() == BOXRUN_UPLOAD_PART_BYTES {
-              self.upload_part(&spec, &staging, index, part.split().freeze()).await?;
+              self
+                .upload_part(&spec, &staging, index, part.split().freeze())
+                .await?;
               index += 1;
             }
           }
         } else {
           if !part.is_empty() {
-            self.upload_part(&spec, &staging, index, part.split().freeze()).await?;
+            self
+              .upload_part(&spec, &staging, index, part.split().freeze())
+              .await?;
           }
           return Ok(());
         }
@@ -434,20 +508,33 @@ impl Inner {
     }
     .await;
     if let Err(e) = result {
-      let _ = self.run(route, box_id, &["rm", "-rf", "--", &staging], "cleaning up").await;
+      let _ = self
+        .run(route, box_id, &["rm", "-rf", "--", &staging], "cleaning up")
+        .await;
       return Err(e);
     }
     let flags = if gzip == Some(true) { "-xzf" } else { "-xf" };
-    let script = format!(r#"mkdir -p -- "$1" && cat "$2"/part-* | tar {flags} - -C "$1"; s=$?; rm -rf -- "$2"; exit $s"#);
-    self.run(route, box_id, &["sh", "-c", &script, "sh", path, &staging], "unpacking the upload").await?;
+    let script = format!(
+      r#"mkdir -p -- "$1" && cat "$2"/part-* | tar {flags} - -C "$1"; s=$?; rm -rf -- "$2"; exit $s"#
+    );
+    self
+      .run(
+        route,
+        box_id,
+        &["sh", "-c", &script, "sh", path, &staging],
+        "unpacking the upload",
+      )
+      .await?;
     Ok(())
   }
 
   async fn upload_part(&self, spec: &Spec, staging: &str, index: usize, bytes: Bytes) -> Result<()> {
     let len = bytes.len() as u64;
-    let file = reqwest::multipart::Part::stream_with_length(reqwest::Body::from(bytes), len).file_name("part");
-    let form =
-      reqwest::multipart::Form::new().text("dest", format!("{staging}/part-{index:06}")).part("file", file);
+    let file =
+      reqwest::multipart::Part::stream_with_length(reqwest::Body::from(bytes), len).file_name("part");
+    let form = reqwest::multipart::Form::new()
+      .text("dest", format!("{staging}/part-{index:06}"))
+      .part("file", file);
     self.transport.empty(spec, Payload::Multipart(form)).await
   }
 
@@ -456,11 +543,26 @@ impl Inner {
     let staging = staging_dir();
     let archive = format!("{staging}/archive.tar");
     let script = r#"mkdir -p -- "$3" && tar -cf "$3/archive.tar" -C "$1" -- "$2""#;
-    if let Err(e) = self.run(route, box_id, &["sh", "-c", script, "sh", &parent, &name, &staging], "archiving").await {
-      let _ = self.run(route, box_id, &["rm", "-rf", "--", &staging], "cleaning up").await;
+    if let Err(e) = self
+      .run(
+        route,
+        box_id,
+        &["sh", "-c", script, "sh", &parent, &name, &staging],
+        "archiving",
+      )
+      .await
+    {
+      let _ = self
+        .run(route, box_id, &["rm", "-rf", "--", &staging], "cleaning up")
+        .await;
       return Err(e);
     }
-    let cleanup = StagingCleanup { inner: self.clone(), route: route.clone(), box_id: box_id.to_string(), dir: staging };
+    let cleanup = StagingCleanup {
+      inner: self.clone(),
+      route: route.clone(),
+      box_id: box_id.to_string(),
+      dir: staging,
+    };
     let spec = route.download_file(box_id, &archive);
     let response = self.transport.send(&spec, Payload::None).await?;
     let body = self.transport.body_stream(&spec, response);
@@ -486,9 +588,15 @@ fn request_name(request: &ExecRequest) -> String {
 
 fn staging_dir() -> String {
   static COUNTER: AtomicU64 = AtomicU64::new(0);
-  let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+  let nanos = std::time::SystemTime::now()
+    .duration_since(std::time::UNIX_EPOCH)
+    .map(|d| d.as_nanos())
+    .unwrap_or(0);
   let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-  format!("{BOXRUN_STAGING_DIR}/.boxlite-xfer-{}-{nanos:x}-{n}", std::process::id())
+  format!(
+    "{BOXRUN_STAGING_DIR}/.boxlite-xfer-{}-{nanos:x}-{n}",
+    std::process::id()
+  )
 }
 
 /// `(parent, name)` for `tar -C parent name`; `/` archives as `.` of `/`.
@@ -514,13 +622,17 @@ struct StagingCleanup {
 
 impl Drop for StagingCleanup {
   fn drop(&mut self) {
-    let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+      return;
+    };
     let inner = self.inner.clone();
     let route = self.route.clone();
     let box_id = std::mem::take(&mut self.box_id);
     let dir = std::mem::take(&mut self.dir);
     handle.spawn(async move {
-      let _ = inner.run(&route, &box_id, &["rm", "-rf", "--", &dir], "cleaning up").await;
+      let _ = inner
+        .run(&route, &box_id, &["rm", "-rf", "--", &dir], "cleaning up")
+        .await;
     });
   }
 }
@@ -536,7 +648,10 @@ impl Drop for AttachGuard {
   fn drop(&mut self) {
     if let Some(inner) = self.inner.upgrade() {
       let mut map = inner.attachments.lock().unwrap_or_else(|p| p.into_inner());
-      if map.get(&self.exec_id).is_some_and(|w| w.upgrade().is_none_or(|s| Arc::ptr_eq(&s, &self.sink))) {
+      if map
+        .get(&self.exec_id)
+        .is_some_and(|w| w.upgrade().is_none_or(|s| Arc::ptr_eq(&s, &self.sink)))
+      {
         map.remove(&self.exec_id);
       }
     }
@@ -552,7 +667,10 @@ enum EventKind {
 
 /// Whether a BoxRun `Exec` status is final.
 fn boxrun_finished(status: &Value) -> bool {
-  status.get("status").and_then(Value::as_str).is_some_and(|s| !matches!(s, "running" | "queued" | "pending" | "creating"))
+  status
+    .get("status")
+    .and_then(Value::as_str)
+    .is_some_and(|s| !matches!(s, "running" | "queued" | "pending" | "creating"))
 }
 
 /// Exec events from an SSE body: yielded as they arrive, ending after `exit`; a body that ends
@@ -566,7 +684,14 @@ fn sse_events(bytes: ByteStream, kind: EventKind, spec: &Spec, transport: Arc<Tr
     spec: Spec,
     transport: Arc<Transport>,
   }
-  let state = State { bytes, decoder: sse::SseDecoder::new(), kind, queue: VecDeque::new(), spec: spec.clone(), transport };
+  let state = State {
+    bytes,
+    decoder: sse::SseDecoder::new(),
+    kind,
+    queue: VecDeque::new(),
+    spec: spec.clone(),
+    transport,
+  };
   Box::pin(futures_util::stream::unfold(Some(state), |state| async move {
     let mut st = state?;
     loop {
@@ -575,7 +700,8 @@ fn sse_events(bytes: ByteStream, kind: EventKind, spec: &Spec, transport: Arc<Tr
         return Some((Ok(event), if last { None } else { Some(st) }));
       }
       let next = match &st.kind {
-        EventKind::Boxrun(_, status) => match tokio::time::timeout(BOXRUN_STATUS_POLL, st.bytes.next()).await {
+        EventKind::Boxrun(_, status) => match tokio::time::timeout(BOXRUN_STATUS_POLL, st.bytes.next()).await
+        {
           Ok(next) => next,
           Err(_) => {
             let status = status.clone();
@@ -614,7 +740,11 @@ fn sse_events(bytes: ByteStream, kind: EventKind, spec: &Spec, transport: Arc<Tr
           } else {
             "the event stream ended before the exit event"
           };
-          let error = Error::Transport { method: st.spec.method.to_string(), path: st.spec.path.clone(), message: message.into() };
+          let error = Error::Transport {
+            method: st.spec.method.to_string(),
+            path: st.spec.path.clone(),
+            message: message.into(),
+          };
           return Some((Err(error), None));
         }
       }
@@ -634,23 +764,32 @@ where
   K: FnOnce() -> F + Send + 'static,
   F: std::future::Future<Output = ()> + Send + 'static,
 {
-  Box::pin(futures_util::stream::unfold(Some((events, Some(killer))), move |state| {
-    let operation = operation.clone();
-    async move {
-      let (mut events, mut killer) = state?;
-      match tokio::time::timeout_at(deadline, events.next()).await {
-        Ok(Some(item)) => Some((item, Some((events, killer)))),
-        Ok(None) => None,
-        Err(_) => {
-          drop(events);
-          if let Some(kill) = killer.take() {
-            kill().await;
+  Box::pin(futures_util::stream::unfold(
+    Some((events, Some(killer))),
+    move |state| {
+      let operation = operation.clone();
+      async move {
+        let (mut events, mut killer) = state?;
+        match tokio::time::timeout_at(deadline, events.next()).await {
+          Ok(Some(item)) => Some((item, Some((events, killer)))),
+          Ok(None) => None,
+          Err(_) => {
+            drop(events);
+            if let Some(kill) = killer.take() {
+              kill().await;
+            }
+            Some((
+              Err(Error::Timeout {
+                operation,
+                after_ms: limit.as_millis() as u64,
+              }),
+              None,
+            ))
           }
-          Some((Err(Error::Timeout { operation, after_ms: limit.as_millis() as u64 }), None))
         }
       }
-    }
-  }))
+    },
+  ))
 }
 
 async fn collect(mut events: ExecEventStream) -> Result<ExecOutput> {
@@ -665,11 +804,13 @@ async fn collect(mut events: ExecEventStream) -> Result<ExecOutput> {
           stderr: String::from_utf8_lossy(&stderr).into_owned(),
           // No code (killed before the server could wait for it) is an abnormal end.
           exit_code: code.unwrap_or(-1),
-        })
+        });
       }
     }
   }
-  Err(Error::Internal("exec output ended without exit event or error".into()))
+  Err(Error::Internal(
+    "exec output ended without exit event or error".into(),
+  ))
 }
 
 #[async_trait]
@@ -695,7 +836,8 @@ impl BoxClient for RestClient {
     for _ in 0..MAX_LIST_PAGES {
       let spec = route.list_boxes(status.as_deref(), page_size, token.as_deref());
       let value = self.inner.json(&spec).await?;
-      let (page, next) = wire::parse_box_list(&value).ok_or_else(|| self.inner.malformed(&spec, "a list of boxes", &value))?;
+      let (page, next) =
+        wire::parse_box_list(&value).ok_or_else(|| self.inner.malformed(&spec, "a list of boxes", &value))?;
       boxes.extend(page);
       match next {
         Some(next) if Some(&next) != token.as_ref() => token = Some(next),
@@ -707,18 +849,30 @@ impl BoxClient for RestClient {
 
   async fn delete_box(&self, box_id: &str, force: bool) -> Result<()> {
     let route = self.inner.route().await?;
-    self.inner.transport.empty(&route.delete_box(box_id, force), Payload::None).await
+    self
+      .inner
+      .transport
+      .empty(&route.delete_box(box_id, force), Payload::None)
+      .await
   }
 
   async fn start_box(&self, box_id: &str) -> Result<()> {
     let route = self.inner.route().await?;
-    let result = self.inner.transport.empty(&route.lifecycle(box_id, "start"), Payload::None).await;
+    let result = self
+      .inner
+      .transport
+      .empty(&route.lifecycle(box_id, "start"), Payload::None)
+      .await;
     already_there(result, "BOX_ALREADY_RUNNING")
   }
 
   async fn stop_box(&self, box_id: &str) -> Result<()> {
     let route = self.inner.route().await?;
-    let result = self.inner.transport.empty(&route.lifecycle(box_id, "stop"), Payload::None).await;
+    let result = self
+      .inner
+      .transport
+      .empty(&route.lifecycle(box_id, "stop"), Payload::None)
+      .await;
     already_there(result, "BOX_NOT_RUNNING")
   }
 
@@ -758,7 +912,13 @@ impl BoxClient for RestClient {
           frames.push(ws::stdin_eof_frame());
         }
         let spec = route.exec_output(box_id, exec_id);
-        let live = self.inner.attachments.lock().unwrap_or_else(|p| p.into_inner()).get(exec_id).and_then(Weak::upgrade);
+        let live = self
+          .inner
+          .attachments
+          .lock()
+          .unwrap_or_else(|p| p.into_inner())
+          .get(exec_id)
+          .and_then(Weak::upgrade);
         match live {
           Some(sink) => ws::send(&mut *sink.lock().await, frames, &spec).await,
           None => {
@@ -769,7 +929,10 @@ impl BoxClient for RestClient {
             ws::send(&mut sink, frames, &spec).await?;
             // Wait for the server's side of the close, so the next attach is not refused as a
             // second client.
-            let _ = tokio::time::timeout(ATTACH_CLOSE_WAIT, async { while source.next().await.is_some() {} }).await;
+            let _ = tokio::time::timeout(ATTACH_CLOSE_WAIT, async {
+              while source.next().await.is_some() {}
+            })
+            .await;
             Ok(())
           }
         }
@@ -791,7 +954,10 @@ impl BoxClient for RestClient {
 
   async fn resize_exec(&self, box_id: &str, exec_id: &str, cols: u16, rows: u16) -> Result<()> {
     if cols == 0 || rows == 0 {
-      return Err(Error::InvalidArgument { argument: "cols/rows".into(), problem: "must be at least 1".into() });
+      return Err(Error::InvalidArgument {
+        argument: "cols/rows".into(),
+        problem: "must be at least 1".into(),
+      });
     }
     let route = self.inner.route().await?;
     let spec = route.exec_resize(box_id, exec_id, cols, rows)?;
@@ -828,22 +994,34 @@ impl BoxClient for RestClient {
     let route = self.inner.route().await?;
     let spec = route.list_snapshots(box_id)?;
     let value = self.inner.json(&spec).await?;
-    wire::parse_snapshot_list(&value, box_id).ok_or_else(|| self.inner.malformed(&spec, "a list of snapshots", &value))
+    wire::parse_snapshot_list(&value, box_id)
+      .ok_or_else(|| self.inner.malformed(&spec, "a list of snapshots", &value))
   }
 
   async fn restore_snapshot(&self, box_id: &str, name: &str) -> Result<()> {
     let route = self.inner.route().await?;
-    self.inner.transport.empty(&route.restore_snapshot(box_id, name)?, Payload::None).await
+    self
+      .inner
+      .transport
+      .empty(&route.restore_snapshot(box_id, name)?, Payload::None)
+      .await
   }
 
   async fn delete_snapshot(&self, box_id: &str, name: &str) -> Result<()> {
     let route = self.inner.route().await?;
-    self.inner.transport.empty(&route.delete_snapshot(box_id, name)?, Payload::None).await
+    self
+      .inner
+      .transport
+      .empty(&route.delete_snapshot(box_id, name)?, Payload::None)
+      .await
   }
 
   async fn clone_box(&self, box_id: &str, name: Option<String>) -> Result<BoxRecord> {
     let route = self.inner.route().await?;
-    self.inner.box_reply(&route.clone_box(box_id, name.as_deref())?, Payload::None).await
+    self
+      .inner
+      .box_reply(&route.clone_box(box_id, name.as_deref())?, Payload::None)
+      .await
   }
 
   async fn export_box(&self, box_id: &str) -> Result<ByteStream> {
@@ -876,7 +1054,12 @@ impl BoxClient for RestClient {
 
   async fn dispose(&self) -> Result<()> {
     self.inner.disposed.store(true, Ordering::Release);
-    self.inner.attachments.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    self
+      .inner
+      .attachments
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .clear();
     Ok(())
   }
 }
@@ -904,9 +1087,18 @@ mod tests {
 
   #[test]
   fn principal_prefix_reads_path_prefix_then_prefix() {
-    assert_eq!(principal_prefix(&json!({"path_prefix": "us-east/team-42"})).as_deref(), Some("us-east/team-42"));
-    assert_eq!(principal_prefix(&json!({"prefix": "org1", "sub": "x"})).as_deref(), Some("org1"));
-    assert_eq!(principal_prefix(&json!({"path_prefix": null, "prefix": null})), None);
+    assert_eq!(
+      principal_prefix(&json!({"path_prefix": "us-east/team-42"})).as_deref(),
+      Some("us-east/team-42")
+    );
+    assert_eq!(
+      principal_prefix(&json!({"prefix": "org1", "sub": "x"})).as_deref(),
+      Some("org1")
+    );
+    assert_eq!(
+      principal_prefix(&json!({"path_prefix": null, "prefix": null})),
+      None
+    );
     assert_eq!(principal_prefix(&json!({"prefix": ""})), None);
   }
 
@@ -926,8 +1118,17 @@ mod tests {
       Ok(ExecEvent::Stderr(Bytes::from_static(b"e"))),
       Ok(ExecEvent::Exit(None)),
     ];
-    let output = collect(Box::pin(futures_util::stream::iter(events))).await.unwrap();
-    assert_eq!(output, ExecOutput { stdout: "aé".into(), stderr: "e".into(), exit_code: -1 });
+    let output = collect(Box::pin(futures_util::stream::iter(events)))
+      .await
+      .unwrap();
+    assert_eq!(
+      output,
+      ExecOutput {
+        stdout: "aé".into(),
+        stderr: "e".into(),
+        exit_code: -1
+      }
+    );
   }
 
   #[tokio::test]
@@ -937,7 +1138,13 @@ mod tests {
     let flag = killed.clone();
     let killer = move || async move { flag.store(true, Ordering::SeqCst) };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
-    let mut stream = with_deadline(never, deadline, Duration::from_millis(20), "exec of 'sleep'".into(), killer);
+    let mut stream = with_deadline(
+      never,
+      deadline,
+      Duration::from_millis(20),
+      "exec of 'sleep'".into(),
+      killer,
+    );
     let error = stream.next().await.unwrap().unwrap_err();
     assert_eq!(error.code(), "timeout");
     assert!(killed.load(Ordering::SeqCst));

@@ -12,7 +12,11 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 
 /// Everything but RFC 3986 unreserved characters is encoded in a path segment.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+  .remove(b'-')
+  .remove(b'.')
+  .remove(b'_')
+  .remove(b'~');
 
 /// The three HTTP dialects (see `server-apis.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +163,10 @@ impl Route {
     let v1 = format!("{}/v1", api_path.trim_end_matches('/'));
     let prefix = match dialect {
       Dialect::Boxrun => None,
-      _ => prefix.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()).map(str::to_string),
+      _ => prefix
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+        .map(str::to_string),
     };
     Route { dialect, v1, prefix }
   }
@@ -170,7 +177,11 @@ impl Route {
 
   /// `/v1/config`, never prefixed, never authenticated (BoxRun: `/v1/info`).
   pub fn config(&self) -> Spec {
-    let leaf = if self.dialect == Dialect::Boxrun { "info" } else { "config" };
+    let leaf = if self.dialect == Dialect::Boxrun {
+      "info"
+    } else {
+      "config"
+    };
     let mut spec = Spec::new(Method::GET, format!("{}/{leaf}", self.v1));
     spec.auth = false;
     spec
@@ -213,12 +224,21 @@ impl Route {
   }
 
   pub fn unsupported(&self, operation: &str) -> Error {
-    Error::Unsupported { operation: operation.to_string(), backend: self.dialect.backend().to_string() }
+    Error::Unsupported {
+      operation: operation.to_string(),
+      backend: self.dialect.backend().to_string(),
+    }
   }
 
   pub fn create_box(&self, body: Value) -> Spec {
-    let deadline = if self.dialect == Dialect::Boxrun { Deadline::Slow } else { Deadline::Normal };
-    Spec::new(Method::POST, self.boxes()).json(body).deadline(deadline)
+    let deadline = if self.dialect == Dialect::Boxrun {
+      Deadline::Slow
+    } else {
+      Deadline::Normal
+    };
+    Spec::new(Method::POST, self.boxes())
+      .json(body)
+      .deadline(deadline)
   }
 
   pub fn get_box(&self, id: &str) -> Spec {
@@ -260,7 +280,9 @@ impl Route {
   }
 
   pub fn exec(&self, id: &str, body: Value) -> Spec {
-    Spec::new(Method::POST, format!("{}/exec", self.one_box(id))).json(body).deadline(Deadline::Slow)
+    Spec::new(Method::POST, format!("{}/exec", self.one_box(id)))
+      .json(body)
+      .deadline(Deadline::Slow)
   }
 
   pub fn exec_status(&self, id: &str, exec_id: &str) -> Spec {
@@ -275,12 +297,13 @@ impl Route {
         .accept(Some("text/event-stream"))
         .deadline(Deadline::Stream)
         .idempotent(false),
-      Dialect::Boxrun => {
-        Spec::new(Method::GET, format!("{base}/events")).accept(Some("text/event-stream")).deadline(Deadline::Stream)
-      }
-      Dialect::Current => {
-        Spec::new(Method::GET, format!("{base}/attach")).accept(None).deadline(Deadline::Stream).idempotent(false)
-      }
+      Dialect::Boxrun => Spec::new(Method::GET, format!("{base}/events"))
+        .accept(Some("text/event-stream"))
+        .deadline(Deadline::Stream),
+      Dialect::Current => Spec::new(Method::GET, format!("{base}/attach"))
+        .accept(None)
+        .deadline(Deadline::Stream)
+        .idempotent(false),
     }
   }
 
@@ -300,7 +323,10 @@ impl Route {
   pub fn exec_signal(&self, id: &str, exec_id: &str, signal: i32) -> Result<Spec> {
     match self.dialect {
       Dialect::Boxrun => Err(self.unsupported("signalExec (BoxRun can only cancel: use signal 9 or 15)")),
-      _ => Ok(Spec::new(Method::POST, format!("{}/signal", self.execution(id, exec_id))).json(json!({"signal": signal}))),
+      _ => Ok(
+        Spec::new(Method::POST, format!("{}/signal", self.execution(id, exec_id)))
+          .json(json!({"signal": signal})),
+      ),
     }
   }
 
@@ -318,7 +344,8 @@ impl Route {
     match self.dialect {
       Dialect::Boxrun => Err(self.unsupported("resizeExec")),
       _ => Ok(
-        Spec::new(Method::POST, format!("{}/resize", self.execution(id, exec_id))).json(json!({"cols": cols, "rows": rows})),
+        Spec::new(Method::POST, format!("{}/resize", self.execution(id, exec_id)))
+          .json(json!({"cols": cols, "rows": rows})),
       ),
     }
   }
@@ -352,7 +379,8 @@ impl Route {
 
   /// BoxRun: one file per multipart request (`file` and `dest` parts).
   pub fn upload_file(&self, id: &str) -> Spec {
-    let mut spec = Spec::new(Method::POST, format!("{}/files/upload", self.one_box(id))).deadline(Deadline::Stream);
+    let mut spec =
+      Spec::new(Method::POST, format!("{}/files/upload", self.one_box(id))).deadline(Deadline::Stream);
     spec.body = Body::Stream("multipart/form-data");
     spec
   }
@@ -376,7 +404,11 @@ impl Route {
 
   pub fn create_snapshot(&self, id: &str, name: &str) -> Result<Spec> {
     self.boxlite_only("createSnapshot")?;
-    Ok(Spec::new(Method::POST, format!("{}/snapshots", self.one_box(id))).json(json!({"name": name})).deadline(Deadline::Slow))
+    Ok(
+      Spec::new(Method::POST, format!("{}/snapshots", self.one_box(id)))
+        .json(json!({"name": name}))
+        .deadline(Deadline::Slow),
+    )
   }
 
   pub fn list_snapshots(&self, id: &str) -> Result<Spec> {
@@ -386,12 +418,21 @@ impl Route {
 
   pub fn restore_snapshot(&self, id: &str, name: &str) -> Result<Spec> {
     self.boxlite_only("restoreSnapshot")?;
-    Ok(Spec::new(Method::POST, format!("{}/snapshots/{}/restore", self.one_box(id), encode(name))).deadline(Deadline::Slow))
+    Ok(
+      Spec::new(
+        Method::POST,
+        format!("{}/snapshots/{}/restore", self.one_box(id), encode(name)),
+      )
+      .deadline(Deadline::Slow),
+    )
   }
 
   pub fn delete_snapshot(&self, id: &str, name: &str) -> Result<Spec> {
     self.boxlite_only("deleteSnapshot")?;
-    Ok(Spec::new(Method::DELETE, format!("{}/snapshots/{}", self.one_box(id), encode(name))))
+    Ok(Spec::new(
+      Method::DELETE,
+      format!("{}/snapshots/{}", self.one_box(id), encode(name)),
+    ))
   }
 
   pub fn clone_box(&self, id: &str, name: Option<&str>) -> Result<Spec> {
@@ -400,7 +441,11 @@ impl Route {
       Some(name) => json!({"name": name}),
       None => json!({}),
     };
-    Ok(Spec::new(Method::POST, format!("{}/clone", self.one_box(id))).json(body).deadline(Deadline::Slow))
+    Ok(
+      Spec::new(Method::POST, format!("{}/clone", self.one_box(id)))
+        .json(body)
+        .deadline(Deadline::Slow),
+    )
   }
 
   pub fn export_box(&self, id: &str) -> Result<Spec> {
@@ -474,27 +519,54 @@ mod tests {
       (c.lifecycle("b1", "stop"), "POST /v1/boxes/b1:stop"),
       (a.delete_box("b1", true), "DELETE /v1/p/boxes/b1?force=true"),
       (c.delete_box("b1", false), "DELETE /v1/boxes/b1"),
-      (a.list_boxes(Some("running"), Some(50), Some("t")), "GET /v1/p/boxes?status=running&pageSize=50&pageToken=t"),
-      (c.list_boxes(Some("running"), Some(50), None), "GET /v1/boxes?status=running"),
-      (a.exec_output("b1", "e1"), "GET /v1/p/boxes/b1/executions/e1/output"),
+      (
+        a.list_boxes(Some("running"), Some(50), Some("t")),
+        "GET /v1/p/boxes?status=running&pageSize=50&pageToken=t",
+      ),
+      (
+        c.list_boxes(Some("running"), Some(50), None),
+        "GET /v1/boxes?status=running",
+      ),
+      (
+        a.exec_output("b1", "e1"),
+        "GET /v1/p/boxes/b1/executions/e1/output",
+      ),
       (b.exec_output("b1", "e1"), "GET /v1/boxes/b1/executions/e1/attach"),
       (c.exec_output("b1", "e1"), "GET /v1/boxes/b1/exec/e1/events"),
-      (a.exec_kill("b1", "e1"), "POST /v1/p/boxes/b1/executions/e1/signal"),
+      (
+        a.exec_kill("b1", "e1"),
+        "POST /v1/p/boxes/b1/executions/e1/signal",
+      ),
       (b.exec_kill("b1", "e1"), "DELETE /v1/boxes/b1/executions/e1"),
       (c.exec_kill("b1", "e1"), "POST /v1/boxes/b1/exec/e1:cancel"),
-      (a.exec_input("b1", "e1", true).unwrap(), "POST /v1/p/boxes/b1/executions/e1/input"),
-      (a.upload("b1", "/root/x dir").unwrap(), "PUT /v1/p/boxes/b1/files?path=/root/x dir&overwrite=true"),
-      (b.download("b1", "/etc").unwrap(), "GET /v1/boxes/b1/files?path=/etc"),
+      (
+        a.exec_input("b1", "e1", true).unwrap(),
+        "POST /v1/p/boxes/b1/executions/e1/input",
+      ),
+      (
+        a.upload("b1", "/root/x dir").unwrap(),
+        "PUT /v1/p/boxes/b1/files?path=/root/x dir&overwrite=true",
+      ),
+      (
+        b.download("b1", "/etc").unwrap(),
+        "GET /v1/boxes/b1/files?path=/etc",
+      ),
       (c.upload_file("b1"), "POST /v1/boxes/b1/files/upload"),
       (c.download_file("b1", "/f"), "POST /v1/boxes/b1/files/download"),
-      (a.restore_snapshot("b1", "s 1").unwrap(), "POST /v1/p/boxes/b1/snapshots/s%201/restore"),
+      (
+        a.restore_snapshot("b1", "s 1").unwrap(),
+        "POST /v1/p/boxes/b1/snapshots/s%201/restore",
+      ),
       (b.import_box().unwrap(), "POST /v1/boxes/import"),
       (b.export_box("b1").unwrap(), "POST /v1/boxes/b1/export"),
     ];
     for (spec, expected) in cases {
       assert_eq!(line(&spec), expected);
     }
-    assert_eq!(a.exec_input("b", "e", true).unwrap().headers, vec![("X-Close-Stdin", "true")]);
+    assert_eq!(
+      a.exec_input("b", "e", true).unwrap().headers,
+      vec![("X-Close-Stdin", "true")]
+    );
   }
 
   #[test]
@@ -522,7 +594,12 @@ mod tests {
     ];
     for error in errors {
       assert_eq!(error.code(), "unsupported");
-      assert!(error.to_string().ends_with("is not supported by BoxRun server (dialect boxrun)"), "{error}");
+      assert!(
+        error
+          .to_string()
+          .ends_with("is not supported by BoxRun server (dialect boxrun)"),
+        "{error}"
+      );
     }
   }
 
@@ -532,8 +609,14 @@ mod tests {
     assert!(a.get_box("b").idempotent);
     assert!(a.delete_box("b", false).idempotent);
     assert!(!a.exec("b", json!({})).idempotent);
-    assert!(!a.exec_output("b", "e").idempotent, "the SSE-era output stream is take-once");
-    assert!(!a.upload("b", "/x").unwrap().idempotent, "a consumed body stream cannot be replayed");
+    assert!(
+      !a.exec_output("b", "e").idempotent,
+      "the SSE-era output stream is take-once"
+    );
+    assert!(
+      !a.upload("b", "/x").unwrap().idempotent,
+      "a consumed body stream cannot be replayed"
+    );
   }
 
   #[test]

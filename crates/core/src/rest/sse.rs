@@ -64,7 +64,10 @@ impl SseDecoder {
     let line = std::mem::take(&mut self.line);
     if line.is_empty() {
       if self.has_data || !self.event.is_empty() {
-        out.push(SseEvent { event: std::mem::take(&mut self.event), data: std::mem::take(&mut self.data) });
+        out.push(SseEvent {
+          event: std::mem::take(&mut self.event),
+          data: std::mem::take(&mut self.data),
+        });
       }
       self.has_data = false;
       return;
@@ -108,7 +111,8 @@ pub enum Decoded {
 /// `exit` carries `{"exit_code": int|null, …}`.
 pub fn decode_sse_era(event: &SseEvent) -> Result<Decoded, String> {
   let kind = event.event.as_str();
-  let json = || serde_json::from_str::<Value>(&event.data).map_err(|e| format!("bad {kind} event data ({e})"));
+  let json =
+    || serde_json::from_str::<Value>(&event.data).map_err(|e| format!("bad {kind} event data ({e})"));
   match kind {
     "stdout" | "stderr" => {
       let value = json()?;
@@ -141,7 +145,10 @@ impl BoxrunEvents {
     }
     let value: Value = serde_json::from_str(&event.data).map_err(|e| format!("bad event data ({e})"))?;
     // Older servers name the kind inside the data; the SSE event name is the fallback.
-    let kind = value.get("event_type").and_then(Value::as_str).unwrap_or(&event.event);
+    let kind = value
+      .get("event_type")
+      .and_then(Value::as_str)
+      .unwrap_or(&event.event);
     if let Some(seq) = value.get("seq").and_then(Value::as_i64) {
       if !self.seen.insert(seq) {
         return Ok(Decoded::Skip);
@@ -152,7 +159,11 @@ impl BoxrunEvents {
         let text = value.get("data").and_then(Value::as_str).unwrap_or_default();
         let stream = value.get("stream").and_then(Value::as_str).unwrap_or(kind);
         let bytes = Bytes::copy_from_slice(text.as_bytes());
-        Ok(Decoded::Event(if stream == "stderr" { ExecEvent::Stderr(bytes) } else { ExecEvent::Stdout(bytes) }))
+        Ok(Decoded::Event(if stream == "stderr" {
+          ExecEvent::Stderr(bytes)
+        } else {
+          ExecEvent::Stdout(bytes)
+        }))
       }
       "exit" => {
         let inner = match value.get("data") {
@@ -172,7 +183,10 @@ impl BoxrunEvents {
 
 /// `exit_code` as an `i32`; `null`, absent or out of range means "unknown".
 pub fn exit_code_of(value: &Value) -> Option<i32> {
-  value.get("exit_code").and_then(Value::as_i64).and_then(|c| i32::try_from(c).ok())
+  value
+    .get("exit_code")
+    .and_then(Value::as_i64)
+    .and_then(|c| i32::try_from(c).ok())
 }
 
 fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
@@ -199,7 +213,10 @@ mod tests {
   use super::*;
 
   fn ev(event: &str, data: &str) -> SseEvent {
-    SseEvent { event: event.into(), data: data.into() }
+    SseEvent {
+      event: event.into(),
+      data: data.into(),
+    }
   }
 
   fn decode_all(chunks: &[&[u8]]) -> Vec<SseEvent> {
@@ -212,7 +229,10 @@ mod tests {
     let transcript = b"event: stdout\r\ndata: {\"data\": \"aGVsbG8K\"}\r\n\r\n: ping - 2026-05-10 12:00:15.123456+00:00\r\n\r\nevent: exit\r\ndata: {\"exit_code\": 0, \"duration_ms\": 1523}\r\n\r\n";
     assert_eq!(
       decode_all(&[transcript]),
-      vec![ev("stdout", "{\"data\": \"aGVsbG8K\"}"), ev("exit", "{\"exit_code\": 0, \"duration_ms\": 1523}")]
+      vec![
+        ev("stdout", "{\"data\": \"aGVsbG8K\"}"),
+        ev("exit", "{\"exit_code\": 0, \"duration_ms\": 1523}")
+      ]
     );
   }
 
@@ -226,7 +246,10 @@ mod tests {
   fn events_split_at_every_byte_boundary_decode_identically() {
     let transcript: &[u8] = b"event: stdout\r\ndata: {\"data\": \"aGk=\"}\r\n\r\nevent: exit\rdata: {}\r\r";
     let whole = decode_all(&[transcript]);
-    assert_eq!(whole, vec![ev("stdout", "{\"data\": \"aGk=\"}"), ev("exit", "{}")]);
+    assert_eq!(
+      whole,
+      vec![ev("stdout", "{\"data\": \"aGk=\"}"), ev("exit", "{}")]
+    );
     for split in 1..transcript.len() {
       let (a, b) = transcript.split_at(split);
       assert_eq!(decode_all(&[a, b]), whole, "split at {split}");
@@ -251,11 +274,26 @@ mod tests {
   #[test]
   fn sse_era_events_map_to_exec_events() {
     let cases: Vec<(SseEvent, Decoded)> = vec![
-      (ev("stdout", r#"{"data": "aGVsbG8K"}"#), Decoded::Event(ExecEvent::Stdout(Bytes::from_static(b"hello\n")))),
-      (ev("stderr", r#"{"data":"b29wcw"}"#), Decoded::Event(ExecEvent::Stderr(Bytes::from_static(b"oops")))),
-      (ev("exit", r#"{"exit_code": 0, "duration_ms": 3}"#), Decoded::Event(ExecEvent::Exit(Some(0)))),
-      (ev("exit", r#"{"exit_code": null, "duration_ms": 3}"#), Decoded::Event(ExecEvent::Exit(None))),
-      (ev("exit", r#"{"duration_ms":3,"exit_code":-9}"#), Decoded::Event(ExecEvent::Exit(Some(-9)))),
+      (
+        ev("stdout", r#"{"data": "aGVsbG8K"}"#),
+        Decoded::Event(ExecEvent::Stdout(Bytes::from_static(b"hello\n"))),
+      ),
+      (
+        ev("stderr", r#"{"data":"b29wcw"}"#),
+        Decoded::Event(ExecEvent::Stderr(Bytes::from_static(b"oops"))),
+      ),
+      (
+        ev("exit", r#"{"exit_code": 0, "duration_ms": 3}"#),
+        Decoded::Event(ExecEvent::Exit(Some(0))),
+      ),
+      (
+        ev("exit", r#"{"exit_code": null, "duration_ms": 3}"#),
+        Decoded::Event(ExecEvent::Exit(None)),
+      ),
+      (
+        ev("exit", r#"{"duration_ms":3,"exit_code":-9}"#),
+        Decoded::Event(ExecEvent::Exit(Some(-9))),
+      ),
       (ev("progress", "{}"), Decoded::Skip),
     ];
     for (event, expected) in cases {
@@ -268,15 +306,37 @@ mod tests {
   fn boxrun_events_map_to_exec_events_and_skip_replayed_seqs() {
     let mut events = BoxrunEvents::default();
     let log = ev("log", r#"{"data":"hello\n","seq":0,"stream":"stdout"}"#);
-    assert_eq!(events.decode(&log).unwrap(), Decoded::Event(ExecEvent::Stdout(Bytes::from_static(b"hello\n"))));
-    assert_eq!(events.decode(&log).unwrap(), Decoded::Skip, "a replayed seq is skipped");
+    assert_eq!(
+      events.decode(&log).unwrap(),
+      Decoded::Event(ExecEvent::Stdout(Bytes::from_static(b"hello\n")))
+    );
+    assert_eq!(
+      events.decode(&log).unwrap(),
+      Decoded::Skip,
+      "a replayed seq is skipped"
+    );
     let err = ev("log", r#"{"stream": "stderr", "data": "oops", "seq": 1}"#);
-    assert_eq!(events.decode(&err).unwrap(), Decoded::Event(ExecEvent::Stderr(Bytes::from_static(b"oops"))));
+    assert_eq!(
+      events.decode(&err).unwrap(),
+      Decoded::Event(ExecEvent::Stderr(Bytes::from_static(b"oops")))
+    );
     let exit = ev("exit", r#"{"data":"{\"exit_code\":0}","seq":2,"stream":null}"#);
-    assert_eq!(events.decode(&exit).unwrap(), Decoded::Event(ExecEvent::Exit(Some(0))));
+    assert_eq!(
+      events.decode(&exit).unwrap(),
+      Decoded::Event(ExecEvent::Exit(Some(0)))
+    );
     let cancelled = ev("exit", r#"{"data":"{\"exit_code\":null}","seq":3,"stream":null}"#);
-    assert_eq!(events.decode(&cancelled).unwrap(), Decoded::Event(ExecEvent::Exit(None)));
-    let typed = ev("message", r#"{"event_type":"exit","data":"{\"exit_code\":-1,\"error\":\"x\"}","seq":4}"#);
-    assert_eq!(events.decode(&typed).unwrap(), Decoded::Event(ExecEvent::Exit(Some(-1))));
+    assert_eq!(
+      events.decode(&cancelled).unwrap(),
+      Decoded::Event(ExecEvent::Exit(None))
+    );
+    let typed = ev(
+      "message",
+      r#"{"event_type":"exit","data":"{\"exit_code\":-1,\"error\":\"x\"}","seq":4}"#,
+    );
+    assert_eq!(
+      events.decode(&typed).unwrap(),
+      Decoded::Event(ExecEvent::Exit(Some(-1)))
+    );
   }
 }

@@ -96,7 +96,10 @@ pub struct Transport {
 
 impl std::fmt::Debug for Transport {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    f.debug_struct("Transport").field("api_url", &self.api_url.as_str()).field("auth", &self.auth).finish()
+    f.debug_struct("Transport")
+      .field("api_url", &self.api_url.as_str())
+      .field("auth", &self.auth)
+      .finish()
   }
 }
 
@@ -106,14 +109,18 @@ fn tls_config(alpn: &[&[u8]]) -> Result<rustls::ClientConfig> {
   let mut config = rustls::ClientConfig::builder_with_provider(provider)
     .with_safe_default_protocol_versions()
     .and_then(|b| b.with_platform_verifier())
-    .map_err(|e| Error::Environment { message: format!("cannot set up TLS: {e}") })?
+    .map_err(|e| Error::Environment {
+      message: format!("cannot set up TLS: {e}"),
+    })?
     .with_no_client_auth();
   config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
   Ok(config)
 }
 
 fn same_origin(a: &Url, b: &Url) -> bool {
-  a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
+  a.scheme() == b.scheme()
+    && a.host_str() == b.host_str()
+    && a.port_or_known_default() == b.port_or_known_default()
 }
 
 impl Transport {
@@ -125,7 +132,10 @@ impl Transport {
       if attempt.previous().len() > MAX_REDIRECTS {
         return attempt.error("too many redirects");
       }
-      let same = attempt.previous().first().is_none_or(|first| same_origin(first, attempt.url()));
+      let same = attempt
+        .previous()
+        .first()
+        .is_none_or(|first| same_origin(first, attempt.url()));
       if same {
         attempt.follow()
       } else {
@@ -189,12 +199,16 @@ impl Transport {
     match &self.auth {
       Auth::None => Ok(None),
       Auth::Token(token) => Ok(Some(token.clone())),
-      Auth::ClientCredentials { client_id, client_secret } => {
+      Auth::ClientCredentials {
+        client_id,
+        client_secret,
+      } => {
         let mut cached = self.token.lock().await;
         if let Some(token) = cached.as_ref().filter(|t| t.is_fresh(Instant::now())) {
           return Ok(Some(token.token.clone()));
         }
-        let spec = Route::new(Dialect::Sse, self.api_path(), None).token(auth::token_form(client_id, client_secret));
+        let spec =
+          Route::new(Dialect::Sse, self.api_path(), None).token(auth::token_form(client_id, client_secret));
         let (token, lifetime) = self.fetch_token(&spec).await?;
         self.remember(&token);
         *cached = Some(CachedToken::new(token.clone(), lifetime, Instant::now()));
@@ -271,29 +285,45 @@ impl Transport {
     }
     match (&spec.body, payload) {
       (Body::Json(value), _) => {
-        request = request.header(header::CONTENT_TYPE, "application/json").body(value.to_string());
+        request = request
+          .header(header::CONTENT_TYPE, "application/json")
+          .body(value.to_string());
       }
       (Body::Form(form), _) => {
-        request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(form.clone());
+        request = request
+          .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+          .body(form.clone());
       }
       (Body::Stream(_) | Body::Bytes(_), Payload::Multipart(form)) => request = request.multipart(form),
       (Body::Stream(content_type) | Body::Bytes(content_type), Payload::Stream(stream)) => {
         let stream = stream.map_err(|e| std::io::Error::other(e.to_string()));
-        request = request.header(header::CONTENT_TYPE, *content_type).body(reqwest::Body::wrap_stream(stream));
+        request = request
+          .header(header::CONTENT_TYPE, *content_type)
+          .body(reqwest::Body::wrap_stream(stream));
       }
       (Body::Stream(content_type) | Body::Bytes(content_type), Payload::Bytes(bytes)) => {
         request = request.header(header::CONTENT_TYPE, *content_type).body(bytes);
       }
       (Body::Stream(content_type) | Body::Bytes(content_type), Payload::None) => {
-        request = request.header(header::CONTENT_TYPE, *content_type).body(Vec::new());
+        request = request
+          .header(header::CONTENT_TYPE, *content_type)
+          .body(Vec::new());
       }
       (Body::Empty, _) => {}
     }
     request
   }
 
-  async fn send_once(&self, spec: &Spec, bearer: Option<&Secret>, payload: Payload) -> Result<reqwest::Response> {
-    self.dispatch(spec, bearer, payload).await?.map_err(|e| self.transport_error(spec, &e))
+  async fn send_once(
+    &self,
+    spec: &Spec,
+    bearer: Option<&Secret>,
+    payload: Payload,
+  ) -> Result<reqwest::Response> {
+    self
+      .dispatch(spec, bearer, payload)
+      .await?
+      .map_err(|e| self.transport_error(spec, &e))
   }
 
   /// One attempt. The outer error is a timeout of ours; the inner one reqwest's.
@@ -309,7 +339,10 @@ impl Transport {
       // moving: a server that stops reading trips the idle bound, and once the body is out the
       // reply must come within the slow bound.
       (Deadline::Stream, Payload::Stream(body)) => {
-        let progress = Arc::new(Mutex::new(Progress { last: Instant::now(), done_at: None }));
+        let progress = Arc::new(Mutex::new(Progress {
+          last: Instant::now(),
+          done_at: None,
+        }));
         let request = self.build(spec, bearer, Payload::Stream(track(body, progress.clone())));
         let idle = self.tuning.stream_idle_timeout;
         tokio::select! {
@@ -328,7 +361,9 @@ impl Transport {
       // slow bound; the body is then bounded by the idle timeout.
       (Deadline::Stream, payload) => {
         let request = self.build(spec, bearer, payload);
-        tokio::time::timeout(slow, request.send()).await.map_err(|_| self.timeout(spec, slow))
+        tokio::time::timeout(slow, request.send())
+          .await
+          .map_err(|_| self.timeout(spec, slow))
       }
       (_, payload) => Ok(self.build(spec, bearer, payload).send().await),
     }
@@ -354,7 +389,10 @@ impl Transport {
       match sent {
         Err(e) => {
           // A connect failure never reached the server, so any method may go again.
-          let retry = replayable && attempt < self.tuning.max_retries && !e.is_timeout() && (e.is_connect() || spec.idempotent);
+          let retry = replayable
+            && attempt < self.tuning.max_retries
+            && !e.is_timeout()
+            && (e.is_connect() || spec.idempotent);
           if retry {
             tokio::time::sleep(self.backoff(attempt)).await;
             attempt += 1;
@@ -364,7 +402,8 @@ impl Transport {
         }
         Ok(response) => {
           let status = response.status();
-          if status == StatusCode::UNAUTHORIZED && self.uses_client_credentials() && !refreshed && replayable {
+          if status == StatusCode::UNAUTHORIZED && self.uses_client_credentials() && !refreshed && replayable
+          {
             if let Some(used) = &bearer {
               self.invalidate(used).await;
             }
@@ -419,15 +458,27 @@ impl Transport {
         message: this.redact(&format!("the response body broke off: {}", chain(&e))),
       })
     });
-    Box::pin(idle_bounded(stream, self.tuning.stream_idle_timeout, spec.method.clone(), spec.path.clone()))
+    Box::pin(idle_bounded(
+      stream,
+      self.tuning.stream_idle_timeout,
+      spec.method.clone(),
+      spec.path.clone(),
+    ))
   }
 
   pub fn timeout(&self, spec: &Spec, after: Duration) -> Error {
-    Error::Timeout { operation: format!("{} {}", spec.method, spec.path), after_ms: after.as_millis() as u64 }
+    Error::Timeout {
+      operation: format!("{} {}", spec.method, spec.path),
+      after_ms: after.as_millis() as u64,
+    }
   }
 
   pub fn protocol(&self, spec: &Spec, message: impl Into<String>) -> Error {
-    Error::Protocol { method: spec.method.to_string(), path: spec.path.clone(), message: self.redact(&message.into()) }
+    Error::Protocol {
+      method: spec.method.to_string(),
+      path: spec.path.clone(),
+      message: self.redact(&message.into()),
+    }
   }
 
   fn transport_error(&self, spec: &Spec, e: &reqwest::Error) -> Error {
@@ -438,7 +489,11 @@ impl Transport {
       };
       return self.timeout(spec, after);
     }
-    Error::Transport { method: spec.method.to_string(), path: spec.path.clone(), message: self.redact(&chain(e)) }
+    Error::Transport {
+      method: spec.method.to_string(),
+      path: spec.path.clone(),
+      message: self.redact(&chain(e)),
+    }
   }
 
   fn body_error(&self, spec: &Spec, e: &reqwest::Error) -> Error {
@@ -455,7 +510,11 @@ impl Transport {
   /// Turns a non-success response into `Error::Api` (credentials scrubbed from the text).
   pub async fn api_error(&self, spec: &Spec, response: reqwest::Response) -> Error {
     let status = response.status();
-    let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let location = response
+      .headers()
+      .get(header::LOCATION)
+      .and_then(|v| v.to_str().ok())
+      .map(str::to_string);
     let body = read_capped(response, ERROR_BODY_LIMIT).await;
     let mut api = wire::parse_api_error(status.as_u16(), &body, spec.method.as_str(), &spec.path);
     if status.is_redirection() {
@@ -463,7 +522,8 @@ impl Transport {
         .and_then(|l| self.url(spec).join(&l).ok())
         .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("?")))
         .unwrap_or_else(|| "another location".into());
-      api.message = format!("redirect to {target} not followed (credentials stay with the configured server)");
+      api.message =
+        format!("redirect to {target} not followed (credentials stay with the configured server)");
     }
     api.message = self.redact(&api.message);
     self.api(api)
@@ -519,7 +579,12 @@ async fn watchdog(progress: Arc<Mutex<Progress>>, idle: Duration, reply: Duratio
 }
 
 fn content_type(response: &reqwest::Response) -> String {
-  response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+  response
+    .headers()
+    .get(header::CONTENT_TYPE)
+    .and_then(|v| v.to_str().ok())
+    .unwrap_or("")
+    .to_string()
 }
 
 /// Parses a JSON reply body; the error text names the content type and shows the body's start.
@@ -528,8 +593,15 @@ pub fn parse_json_body(body: &[u8], content_type: &str) -> std::result::Result<V
     return Ok(Value::Null);
   }
   serde_json::from_slice(body).map_err(|e| {
-    let kind = if content_type.is_empty() { "no content type".to_string() } else { format!("content type '{content_type}'") };
-    format!("expected a JSON body, got one that does not parse ({e}; {kind}): {}", wire::excerpt(body))
+    let kind = if content_type.is_empty() {
+      "no content type".to_string()
+    } else {
+      format!("content type '{content_type}'")
+    };
+    format!(
+      "expected a JSON body, got one that does not parse ({e}; {kind}): {}",
+      wire::excerpt(body)
+    )
   })
 }
 
@@ -587,7 +659,10 @@ where
           Err(Error::Transport {
             method: method.to_string(),
             path,
-            message: format!("no data for {} s; the server stopped answering", idle.as_secs_f64()),
+            message: format!(
+              "no data for {} s; the server stopped answering",
+              idle.as_secs_f64()
+            ),
           }),
           None,
         )),
@@ -609,7 +684,10 @@ mod tests {
   #[test]
   fn malformed_json_names_the_content_type_and_shows_the_body() {
     let message = parse_json_body(b"<html>oops</html>", "text/html").unwrap_err();
-    assert!(message.contains("content type 'text/html'") && message.contains("<html>oops</html>"), "{message}");
+    assert!(
+      message.contains("content type 'text/html'") && message.contains("<html>oops</html>"),
+      "{message}"
+    );
     let truncated = parse_json_body(br#"{"boxes": [{"box_id": "#, "application/json").unwrap_err();
     assert!(truncated.contains("does not parse"), "{truncated}");
   }
@@ -621,7 +699,10 @@ mod tests {
     assert!(!same_origin(&a, &Url::parse("http://h:9091/x").unwrap()));
     assert!(!same_origin(&a, &Url::parse("https://h:9090/x").unwrap()));
     assert!(!same_origin(&a, &Url::parse("http://evil:9090/x").unwrap()));
-    assert!(same_origin(&Url::parse("https://h/").unwrap(), &Url::parse("https://h:443/").unwrap()));
+    assert!(same_origin(
+      &Url::parse("https://h/").unwrap(),
+      &Url::parse("https://h:443/").unwrap()
+    ));
   }
 
   fn transport(auth: Auth) -> Transport {
@@ -646,7 +727,10 @@ mod tests {
     let t = transport(Auth::None);
     let route = Route::new(Dialect::Current, t.api_path(), None);
     let spec = route.download("b", "/root/a b&c").unwrap();
-    assert_eq!(t.url(&spec).as_str(), "http://127.0.0.1:1/api/v1/boxes/b/files?path=%2Froot%2Fa+b%26c");
+    assert_eq!(
+      t.url(&spec).as_str(),
+      "http://127.0.0.1:1/api/v1/boxes/b/files?path=%2Froot%2Fa+b%26c"
+    );
   }
 
   #[test]

@@ -22,7 +22,13 @@ pub fn effective_argv(request: &ExecRequest) -> Vec<String> {
   match request.working_dir.as_deref().filter(|d| !d.is_empty()) {
     None => request.cmd.clone(),
     Some(dir) => {
-      let mut argv = vec!["sh".to_string(), "-c".into(), CWD_SCRIPT.into(), "sh".into(), dir.to_string()];
+      let mut argv = vec![
+        "sh".to_string(),
+        "-c".into(),
+        CWD_SCRIPT.into(),
+        "sh".into(),
+        dir.to_string(),
+      ];
       argv.extend(request.cmd.iter().cloned());
       argv
     }
@@ -54,7 +60,10 @@ pub fn exec_body(dialect: Dialect, request: &ExecRequest) -> Value {
         body.insert("env".into(), json!(env));
       }
       if let Some(timeout) = request.timeout_seconds {
-        body.insert("timeout_ms".into(), json!(((timeout * 1000.0).ceil() as u64).max(1)));
+        body.insert(
+          "timeout_ms".into(),
+          json!(((timeout * 1000.0).ceil() as u64).max(1)),
+        );
       }
     }
   }
@@ -116,8 +125,10 @@ pub fn create_body(dialect: Dialect, params: &CreateBoxParams) -> Value {
           put("security", v.clone());
         }
         if let Some(ports) = &params.ports {
-          let ports: Vec<Value> =
-            ports.iter().map(|(host, guest)| json!({"host_port": host, "guest_port": guest})).collect();
+          let ports: Vec<Value> = ports
+            .iter()
+            .map(|(host, guest)| json!({"host_port": host, "guest_port": guest}))
+            .collect();
           put("ports", Value::Array(ports));
         }
       }
@@ -145,7 +156,10 @@ pub fn create_body(dialect: Dialect, params: &CreateBoxParams) -> Value {
         put("env", json!(v));
       }
       // BoxRun boxes have no network unless asked; the other dialects default to enabled.
-      put("network", json!(params.network.as_ref().map(network_enabled).unwrap_or(true)));
+      put(
+        "network",
+        json!(params.network.as_ref().map(network_enabled).unwrap_or(true)),
+      );
     }
   }
   Value::Object(body)
@@ -182,7 +196,12 @@ pub fn parse_box(value: &Value) -> Option<BoxRecord> {
   let id = text("box_id").or_else(|| text("id"))?;
   let env = o.get("env").and_then(Value::as_object).map(|m| {
     m.iter()
-      .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+      .map(|(k, v)| {
+        (
+          k.clone(),
+          v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
+        )
+      })
       .collect::<BTreeMap<_, _>>()
   });
   let number = |keys: &[&str]| keys.iter().find_map(|k| o.get(*k).and_then(Value::as_u64));
@@ -210,7 +229,11 @@ pub fn parse_box_list(value: &Value) -> Option<(Vec<BoxRecord>, Option<String>)>
   let (items, next) = match value {
     Value::Array(items) => (items.as_slice(), None),
     Value::Object(o) => {
-      let next = o.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()).map(str::to_string);
+      let next = o
+        .get("next_page_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
       match o.get("boxes").or_else(|| o.get("items")) {
         Some(Value::Array(items)) => (items.as_slice(), next),
         None | Some(Value::Null) => (&[][..], None),
@@ -219,7 +242,11 @@ pub fn parse_box_list(value: &Value) -> Option<(Vec<BoxRecord>, Option<String>)>
     }
     _ => return None,
   };
-  items.iter().map(parse_box).collect::<Option<Vec<_>>>().map(|boxes| (boxes, next))
+  items
+    .iter()
+    .map(parse_box)
+    .collect::<Option<Vec<_>>>()
+    .map(|boxes| (boxes, next))
 }
 
 pub fn parse_snapshot(value: &Value, box_id: &str) -> Option<Snapshot> {
@@ -231,7 +258,9 @@ pub fn parse_snapshot(value: &Value, box_id: &str) -> Option<Snapshot> {
     _ => 0,
   };
   Some(Snapshot {
-    id: text("id").or_else(|| text("snapshot_id")).unwrap_or_else(|| name.clone()),
+    id: text("id")
+      .or_else(|| text("snapshot_id"))
+      .unwrap_or_else(|| name.clone()),
     box_id: text("box_id").unwrap_or_else(|| box_id.to_string()),
     name,
     created_at,
@@ -258,11 +287,23 @@ pub fn parse_snapshot_list(value: &Value, box_id: &str) -> Option<Vec<Snapshot>>
 /// The id a started execution answers: `execution_id` (BoxLite) or `id` (BoxRun's `Exec`).
 pub fn parse_execution(value: &Value, box_id: &str) -> Option<Execution> {
   let o = value.as_object()?;
-  let id = o.get("execution_id").or_else(|| o.get("id")).and_then(Value::as_str)?.to_string();
+  let id = o
+    .get("execution_id")
+    .or_else(|| o.get("id"))
+    .and_then(Value::as_str)?
+    .to_string();
   Some(Execution {
     id,
-    box_id: o.get("box_id").and_then(Value::as_str).map(str::to_string).or_else(|| Some(box_id.to_string())),
-    status: o.get("status").and_then(Value::as_str).unwrap_or("running").to_string(),
+    box_id: o
+      .get("box_id")
+      .and_then(Value::as_str)
+      .map(str::to_string)
+      .or_else(|| Some(box_id.to_string())),
+    status: o
+      .get("status")
+      .and_then(Value::as_str)
+      .unwrap_or("running")
+      .to_string(),
     exit_code: super::sse::exit_code_of(value),
   })
 }
@@ -281,10 +322,12 @@ pub fn parse_api_error(status: u16, body: &[u8], method: &str, path: &str) -> Ap
   };
   let parsed = serde_json::from_slice::<Value>(body).ok();
   if let Some(Value::Object(top)) = &parsed {
-    let envelope = top
-      .get("error")
-      .filter(|e| e.is_object())
-      .or_else(|| top.get("detail").and_then(|d| d.get("error")).filter(|e| e.is_object()));
+    let envelope = top.get("error").filter(|e| e.is_object()).or_else(|| {
+      top
+        .get("detail")
+        .and_then(|d| d.get("error"))
+        .filter(|e| e.is_object())
+    });
     if let Some(Value::Object(e)) = envelope {
       fill_from(&mut error, e);
     } else if let Some(detail) = top.get("detail") {
@@ -376,15 +419,29 @@ mod tests {
   use super::*;
 
   fn exec(cmd: &[&str]) -> ExecRequest {
-    ExecRequest { cmd: cmd.iter().map(|s| s.to_string()).collect(), ..Default::default() }
+    ExecRequest {
+      cmd: cmd.iter().map(|s| s.to_string()).collect(),
+      ..Default::default()
+    }
   }
 
   #[test]
   fn working_dir_is_passed_as_an_argument_never_interpolated() {
-    let request = ExecRequest { working_dir: Some("/tmp/it's \"here\"; rm -rf /".into()), ..exec(&["ls", "-a"]) };
+    let request = ExecRequest {
+      working_dir: Some("/tmp/it's \"here\"; rm -rf /".into()),
+      ..exec(&["ls", "-a"])
+    };
     assert_eq!(
       effective_argv(&request),
-      vec!["sh", "-c", CWD_SCRIPT, "sh", "/tmp/it's \"here\"; rm -rf /", "ls", "-a"]
+      vec![
+        "sh",
+        "-c",
+        CWD_SCRIPT,
+        "sh",
+        "/tmp/it's \"here\"; rm -rf /",
+        "ls",
+        "-a"
+      ]
     );
     assert_eq!(effective_argv(&exec(&["ls"])), vec!["ls"]);
   }
@@ -393,12 +450,20 @@ mod tests {
   fn exec_bodies_follow_each_dialect() {
     let mut env = BTreeMap::new();
     env.insert("K".to_string(), "v".to_string());
-    let request = ExecRequest { env: Some(env), timeout_seconds: Some(1.5), tty: Some(false), ..exec(&["echo", "hi"]) };
+    let request = ExecRequest {
+      env: Some(env),
+      timeout_seconds: Some(1.5),
+      tty: Some(false),
+      ..exec(&["echo", "hi"])
+    };
     assert_eq!(
       exec_body(Dialect::Sse, &request),
       json!({"command": "echo", "args": ["hi"], "env": {"K": "v"}, "timeout_seconds": 1.5, "tty": false})
     );
-    assert_eq!(exec_body(Dialect::Current, &exec(&["true"])), json!({"command": "true", "args": []}));
+    assert_eq!(
+      exec_body(Dialect::Current, &exec(&["true"])),
+      json!({"command": "true", "args": []})
+    );
     assert_eq!(
       exec_body(Dialect::Boxrun, &request),
       json!({"cmd": ["echo", "hi"], "env": {"K": "v"}, "timeout_ms": 1500})
@@ -430,9 +495,15 @@ mod tests {
       create_body(Dialect::Boxrun, &params),
       json!({"image": "alpine", "cpu": 2, "memory_mb": 512, "workdir": "/w", "network": true})
     );
-    let isolated = CreateBoxParams { network: Some(json!({"mode": "disabled"})), ..Default::default() };
+    let isolated = CreateBoxParams {
+      network: Some(json!({"mode": "disabled"})),
+      ..Default::default()
+    };
     assert_eq!(create_body(Dialect::Boxrun, &isolated), json!({"network": false}));
-    assert_eq!(create_body(Dialect::Current, &isolated), json!({"network": {"mode": "disabled"}}));
+    assert_eq!(
+      create_body(Dialect::Current, &isolated),
+      json!({"network": {"mode": "disabled"}})
+    );
   }
 
   #[test]
@@ -440,12 +511,21 @@ mod tests {
     let a = json!({"box_id": "Ph1", "name": null, "status": "configured", "created_at": "t", "image": "alpine",
                    "cpus": 2, "memory_mib": 512, "labels": {}});
     let b = parse_box(&a).unwrap();
-    assert_eq!((b.id.as_str(), b.cpu, b.memory_mb, b.name), ("Ph1", Some(2), Some(512), None));
+    assert_eq!(
+      (b.id.as_str(), b.cpu, b.memory_mb, b.name),
+      ("Ph1", Some(2), Some(512), None)
+    );
     let c = json!({"id": "box_1", "name": "dev", "status": "running", "image": "ubuntu", "cpu": 1, "memory_mb": 1024,
                    "workdir": "/root", "env": {"K": "v"}, "error_code": null, "created_at": "t"});
     let b = parse_box(&c).unwrap();
-    assert_eq!((b.id.as_str(), b.cpu, b.workdir.as_deref(), b.error_code), ("box_1", Some(1), Some("/root"), None));
-    assert!(parse_box(&json!({"status": "running"})).is_none(), "a box without id is malformed");
+    assert_eq!(
+      (b.id.as_str(), b.cpu, b.workdir.as_deref(), b.error_code),
+      ("box_1", Some(1), Some("/root"), None)
+    );
+    assert!(
+      parse_box(&json!({"status": "running"})).is_none(),
+      "a box without id is malformed"
+    );
   }
 
   #[test]
@@ -454,7 +534,12 @@ mod tests {
     assert_eq!(parse_box_list(&json!([one])).unwrap().0.len(), 1);
     let (boxes, next) = parse_box_list(&json!({"boxes": [one], "next_page_token": "p2"})).unwrap();
     assert_eq!((boxes.len(), next.as_deref()), (1, Some("p2")));
-    assert_eq!(parse_box_list(&json!({"boxes": [], "next_page_token": null})).unwrap().1, None);
+    assert_eq!(
+      parse_box_list(&json!({"boxes": [], "next_page_token": null}))
+        .unwrap()
+        .1,
+      None
+    );
     assert!(parse_box_list(&json!({})).unwrap().0.is_empty());
     assert!(parse_box_list(&json!("nope")).is_none());
   }
@@ -462,7 +547,10 @@ mod tests {
   #[test]
   fn snapshots_parse_from_objects_and_arrays() {
     let s = json!({"id": "s1", "box_id": "b", "name": "n", "created_at": 17, "size_bytes": 3});
-    assert_eq!(parse_snapshot_list(&json!({"snapshots": [s]}), "b").unwrap()[0].created_at, 17);
+    assert_eq!(
+      parse_snapshot_list(&json!({"snapshots": [s]}), "b").unwrap()[0].created_at,
+      17
+    );
     let bare = json!([{"name": "n2"}]);
     let list = parse_snapshot_list(&bare, "b").unwrap();
     assert_eq!((list[0].id.as_str(), list[0].box_id.as_str()), ("n2", "b"));
@@ -470,9 +558,23 @@ mod tests {
 
   #[test]
   fn executions_parse_from_boxlite_and_boxrun_replies() {
-    assert_eq!(parse_execution(&json!({"execution_id": "e1"}), "b").unwrap().id, "e1");
-    let c = parse_execution(&json!({"id": "exec_1", "box_id": "box_1", "status": "running", "exit_code": null}), "b");
-    assert_eq!(c.unwrap(), Execution { id: "exec_1".into(), box_id: Some("box_1".into()), status: "running".into(), exit_code: None });
+    assert_eq!(
+      parse_execution(&json!({"execution_id": "e1"}), "b").unwrap().id,
+      "e1"
+    );
+    let c = parse_execution(
+      &json!({"id": "exec_1", "box_id": "box_1", "status": "running", "exit_code": null}),
+      "b",
+    );
+    assert_eq!(
+      c.unwrap(),
+      Execution {
+        id: "exec_1".into(),
+        box_id: Some("box_1".into()),
+        status: "running".into(),
+        exit_code: None
+      }
+    );
   }
 
   #[test]
@@ -502,16 +604,36 @@ mod tests {
         error_type: Some("InvalidStateError"),
         code: Some("invalid_state"),
       },
-      Case { body: r#"{"code":"BOX_NOT_FOUND","message":"Box 'x' not found"}"#, message: "Box 'x' not found", error_type: None, code: Some("BOX_NOT_FOUND") },
-      Case { body: r#"{"detail":"Not Found"}"#, message: "Not Found", error_type: None, code: None },
+      Case {
+        body: r#"{"code":"BOX_NOT_FOUND","message":"Box 'x' not found"}"#,
+        message: "Box 'x' not found",
+        error_type: None,
+        code: Some("BOX_NOT_FOUND"),
+      },
+      Case {
+        body: r#"{"detail":"Not Found"}"#,
+        message: "Not Found",
+        error_type: None,
+        code: None,
+      },
       Case {
         body: r#"{"detail":[{"type":"missing","loc":["body","command"],"msg":"Field required","input":{}}]}"#,
         message: "body.command: Field required",
         error_type: Some("ValidationError"),
         code: None,
       },
-      Case { body: "Internal Server Error", message: "Internal Server Error", error_type: None, code: None },
-      Case { body: "", message: "Service Unavailable", error_type: None, code: None },
+      Case {
+        body: "Internal Server Error",
+        message: "Internal Server Error",
+        error_type: None,
+        code: None,
+      },
+      Case {
+        body: "",
+        message: "Service Unavailable",
+        error_type: None,
+        code: None,
+      },
     ];
     for case in cases {
       let status = if case.body.is_empty() { 503 } else { 500 };

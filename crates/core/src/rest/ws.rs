@@ -58,9 +58,13 @@ pub fn decode(message: &Message) -> Frame {
             .and_then(Value::as_i64)
             .and_then(|c| i32::try_from(c).ok()),
         ),
-        Some("error") => {
-          Frame::ServerError(value.get("message").and_then(Value::as_str).unwrap_or("error").to_string())
-        }
+        Some("error") => Frame::ServerError(
+          value
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("error")
+            .to_string(),
+        ),
         _ => Frame::Skip,
       },
       Err(_) => Frame::Skip,
@@ -93,11 +97,20 @@ pub async fn connect(transport: &Transport, spec: &Spec) -> Result<(WsSink, WsSo
     if let Some(token) = &bearer {
       let mut value = format!("Bearer {}", token.expose())
         .parse::<tungstenite::http::HeaderValue>()
-        .map_err(|_| Error::InvalidConfig { field: "config.apiToken".into(), problem: "is not a valid header value".into() })?;
+        .map_err(|_| Error::InvalidConfig {
+          field: "config.apiToken".into(),
+          problem: "is not a valid header value".into(),
+        })?;
       value.set_sensitive(true);
-      request.headers_mut().insert(tungstenite::http::header::AUTHORIZATION, value);
+      request
+        .headers_mut()
+        .insert(tungstenite::http::header::AUTHORIZATION, value);
     }
-    let connector = if scheme == "wss" { Connector::Rustls(transport.ws_tls()) } else { Connector::Plain };
+    let connector = if scheme == "wss" {
+      Connector::Rustls(transport.ws_tls())
+    } else {
+      Connector::Plain
+    };
     let connecting = tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector));
     let outcome = match tokio::time::timeout(WS_HANDSHAKE_TIMEOUT, connecting).await {
       Err(_) => return Err(transport.timeout(spec, WS_HANDSHAKE_TIMEOUT)),
@@ -143,25 +156,45 @@ pub fn events(
     let path = path.clone();
     async move {
       let (mut source, guard) = state?;
-      let broke = |message: String| Error::Transport { method: method.clone(), path: path.clone(), message };
+      let broke = |message: String| Error::Transport {
+        method: method.clone(),
+        path: path.clone(),
+        message,
+      };
       loop {
         let next = match tokio::time::timeout(idle, source.next()).await {
           Err(_) => {
-            let message = format!("no frame for {} s; the server stopped answering", idle.as_secs_f64());
+            let message = format!(
+              "no frame for {} s; the server stopped answering",
+              idle.as_secs_f64()
+            );
             return Some((Err(broke(message)), None));
           }
           Ok(next) => next,
         };
         match next {
-          None => return Some((Err(broke("the attach connection closed before the exit frame".into())), None)),
+          None => {
+            return Some((
+              Err(broke("the attach connection closed before the exit frame".into())),
+              None,
+            ))
+          }
           Some(Err(e)) => {
-            return Some((Err(broke(format!("the attach connection broke: {}", chain(&e)))), None));
+            return Some((
+              Err(broke(format!("the attach connection broke: {}", chain(&e)))),
+              None,
+            ));
           }
           Some(Ok(message)) => match decode(&message) {
             Frame::Output(event) => return Some((Ok(event), Some((source, guard)))),
             Frame::Exit(code) => return Some((Ok(ExecEvent::Exit(code)), None)),
             Frame::Closed => {
-              return Some((Err(broke("the server closed the attach connection before the exit frame".into())), None))
+              return Some((
+                Err(broke(
+                  "the server closed the attach connection before the exit frame".into(),
+                )),
+                None,
+              ))
             }
             Frame::ServerError(_) | Frame::Skip => continue,
           },
@@ -190,13 +223,31 @@ mod tests {
   #[test]
   fn frames_map_to_events() {
     let cases: Vec<(Message, Frame)> = vec![
-      (Message::Binary(Bytes::from_static(b"\x01hello")), Frame::Output(ExecEvent::Stdout(Bytes::from_static(b"hello")))),
-      (Message::Binary(Bytes::from_static(b"\x02oops")), Frame::Output(ExecEvent::Stderr(Bytes::from_static(b"oops")))),
-      (Message::Binary(Bytes::from_static(b"\x01")), Frame::Output(ExecEvent::Stdout(Bytes::new()))),
+      (
+        Message::Binary(Bytes::from_static(b"\x01hello")),
+        Frame::Output(ExecEvent::Stdout(Bytes::from_static(b"hello"))),
+      ),
+      (
+        Message::Binary(Bytes::from_static(b"\x02oops")),
+        Frame::Output(ExecEvent::Stderr(Bytes::from_static(b"oops"))),
+      ),
+      (
+        Message::Binary(Bytes::from_static(b"\x01")),
+        Frame::Output(ExecEvent::Stdout(Bytes::new())),
+      ),
       (Message::Binary(Bytes::from_static(b"\x07x")), Frame::Skip),
-      (Message::Text(r#"{"type":"exit","exit_code":-9}"#.into()), Frame::Exit(Some(-9))),
-      (Message::Text(r#"{"type":"exit","code":3}"#.into()), Frame::Exit(Some(3))),
-      (Message::Text(r#"{"type":"error","message":"bad frame"}"#.into()), Frame::ServerError("bad frame".into())),
+      (
+        Message::Text(r#"{"type":"exit","exit_code":-9}"#.into()),
+        Frame::Exit(Some(-9)),
+      ),
+      (
+        Message::Text(r#"{"type":"exit","code":3}"#.into()),
+        Frame::Exit(Some(3)),
+      ),
+      (
+        Message::Text(r#"{"type":"error","message":"bad frame"}"#.into()),
+        Frame::ServerError("bad frame".into()),
+      ),
       (Message::Text("not json".into()), Frame::Skip),
       (Message::Close(None), Frame::Closed),
       (Message::Ping(Bytes::new()), Frame::Skip),
@@ -208,7 +259,10 @@ mod tests {
 
   #[test]
   fn stdin_frames_are_binary_and_eof_is_a_json_control_frame() {
-    assert_eq!(stdin_frame(Bytes::from_static(b"x")), Message::Binary(Bytes::from_static(b"x")));
+    assert_eq!(
+      stdin_frame(Bytes::from_static(b"x")),
+      Message::Binary(Bytes::from_static(b"x"))
+    );
     assert_eq!(stdin_eof_frame(), Message::Text(r#"{"type":"stdin_eof"}"#.into()));
   }
 }

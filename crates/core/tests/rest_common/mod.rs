@@ -47,18 +47,32 @@ impl Testbed {
   pub async fn start(args: &[&str]) -> Option<Testbed> {
     let python = python();
     if !python.exists() || !testbed_dir().join("boxlite_testbed/server").exists() {
-      eprintln!("skipped: the test bed is not installed ({} missing)", python.display());
+      eprintln!(
+        "skipped: the test bed is not installed ({} missing)",
+        python.display()
+      );
       return None;
     }
     let mut command = Command::new(&python);
     command
-      .args(["-m", "boxlite_testbed.server", "--host", "127.0.0.1", "--port", "0"])
+      .args([
+        "-m",
+        "boxlite_testbed.server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+      ])
       .args(args)
       .current_dir(testbed_dir())
       .env("PYTHONPATH", testbed_dir())
       .stdin(Stdio::null())
       .stdout(Stdio::piped())
-      .stderr(if std::env::var_os("BOXLITE_TESTBED_VERBOSE").is_some() { Stdio::inherit() } else { Stdio::null() })
+      .stderr(if std::env::var_os("BOXLITE_TESTBED_VERBOSE").is_some() {
+        Stdio::inherit()
+      } else {
+        Stdio::null()
+      })
       .kill_on_drop(true);
     let mut child = command.spawn().expect("spawn the test bed");
     let stdout = child.stdout.take().unwrap();
@@ -81,7 +95,12 @@ impl Testbed {
     // The control client is plain reqwest; it needs a process-wide crypto provider (the client
     // under test brings its own and needs none).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    Some(Testbed { child, url, info: ready, http: reqwest::Client::new() })
+    Some(Testbed {
+      child,
+      url,
+      info: ready,
+      http: reqwest::Client::new(),
+    })
   }
 
   /// A `RemoteConfig` for this server from the JS-shaped options in `extra`.
@@ -100,7 +119,9 @@ impl Testbed {
   pub fn credentials(&self) -> Value {
     match self.info["auth"].as_str() {
       Some("token") => json!({"apiToken": self.info["token"]}),
-      Some("client-credentials") => json!({"clientId": self.info["client_id"], "clientSecret": self.info["client_secret"]}),
+      Some("client-credentials") => {
+        json!({"clientId": self.info["client_id"], "clientSecret": self.info["client_secret"]})
+      }
       _ => json!({}),
     }
   }
@@ -123,7 +144,11 @@ impl Testbed {
       request = request.json(&body);
     }
     let response = request.send().await.expect("control request");
-    assert!(response.status().is_success(), "control {path}: {}", response.status());
+    assert!(
+      response.status().is_success(),
+      "control {path}: {}",
+      response.status()
+    );
     response.json().await.unwrap()
   }
 
@@ -138,7 +163,10 @@ impl Testbed {
 
   /// The request log (tokens included, for leak checks).
   pub async fn requests(&self) -> Vec<Value> {
-    self.control(reqwest::Method::GET, "/requests", None).await["requests"].as_array().cloned().unwrap_or_default()
+    self.control(reqwest::Method::GET, "/requests", None).await["requests"]
+      .as_array()
+      .cloned()
+      .unwrap_or_default()
   }
 
   pub async fn clear_requests(&self) {
@@ -166,7 +194,10 @@ pub fn quick_tuning() -> Tuning {
 }
 
 pub fn argv(cmd: &[&str]) -> ExecRequest {
-  ExecRequest { cmd: cmd.iter().map(|s| s.to_string()).collect(), ..Default::default() }
+  ExecRequest {
+    cmd: cmd.iter().map(|s| s.to_string()).collect(),
+    ..Default::default()
+  }
 }
 
 pub fn sh(script: &str) -> ExecRequest {
@@ -176,7 +207,11 @@ pub fn sh(script: &str) -> ExecRequest {
 pub fn unique(prefix: &str) -> String {
   use std::sync::atomic::{AtomicU32, Ordering};
   static N: AtomicU32 = AtomicU32::new(0);
-  format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+  format!(
+    "{prefix}-{}-{}",
+    std::process::id(),
+    N.fetch_add(1, Ordering::Relaxed)
+  )
 }
 
 /// A ustar header for one regular file.
@@ -227,7 +262,9 @@ pub fn generated_tar(name: &str, size: u64) -> (ByteStream, u64) {
     .map(move |i| Ok(Bytes::from(pattern_chunk(i, CHUNK.min(size - i * CHUNK)))));
   let stream = futures_util::stream::once(async move { Ok(header) })
     .chain(body)
-    .chain(futures_util::stream::once(async move { Ok(Bytes::from(vec![0u8; padding as usize])) }));
+    .chain(futures_util::stream::once(async move {
+      Ok(Bytes::from(vec![0u8; padding as usize]))
+    }));
   (Box::pin(stream), checksum)
 }
 
@@ -244,7 +281,9 @@ pub fn pattern_chunk(index: u64, len: u64) -> Vec<u8> {
 }
 
 pub fn chunk_sum(bytes: &[u8]) -> u64 {
-  bytes.iter().fold(0u64, |acc, &b| acc.wrapping_mul(31).wrapping_add(b as u64))
+  bytes
+    .iter()
+    .fold(0u64, |acc, &b| acc.wrapping_mul(31).wrapping_add(b as u64))
 }
 
 /// Reads a whole (small) byte stream.
@@ -269,9 +308,14 @@ pub fn tar_entries(tar: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut name = String::from_utf8_lossy(&header[..name_end]).to_string();
     let prefix_end = header[345..500].iter().position(|&b| b == 0).unwrap_or(155);
     if header[257..262] == *b"ustar" && prefix_end > 0 {
-      name = format!("{}/{name}", String::from_utf8_lossy(&header[345..345 + prefix_end]));
+      name = format!(
+        "{}/{name}",
+        String::from_utf8_lossy(&header[345..345 + prefix_end])
+      );
     }
-    let size_text = String::from_utf8_lossy(&header[124..136]).trim_matches(|c: char| c == '\0' || c == ' ').to_string();
+    let size_text = String::from_utf8_lossy(&header[124..136])
+      .trim_matches(|c: char| c == '\0' || c == ' ')
+      .to_string();
     let size = u64::from_str_radix(&size_text, 8).unwrap_or(0) as usize;
     let kind = header[156];
     let data_start = offset + 512;
@@ -286,7 +330,13 @@ pub fn tar_entries(tar: &[u8]) -> Vec<(String, Vec<u8>)> {
 /// Resident memory of this process in KiB (Linux), for bounded-memory checks.
 pub fn rss_kib() -> Option<u64> {
   let status = std::fs::read_to_string("/proc/self/status").ok()?;
-  status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+  status
+    .lines()
+    .find(|l| l.starts_with("VmRSS:"))?
+    .split_whitespace()
+    .nth(1)?
+    .parse()
+    .ok()
 }
 
 pub async fn create_running_box(client: &RestClient) -> String {

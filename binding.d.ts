@@ -60,6 +60,11 @@ export declare class NativeAdapter {
   sandboxCreateSnapshot(id: string, name: string): Promise<string>
   sandboxRestoreSnapshot(id: string, name: string): Promise<void>
   exposePort(id: string, port: number, hostname?: string | undefined | null): string
+  /**
+   * Serves a terminal of the box on loopback (or, with `mode: 'ttyd'`, starts the original's
+   * ttyd inside the box) and returns `{ url, port }`.
+   */
+  startTerminal(id: string, options?: any | undefined | null): Promise<{ url: string; port: number }>
 }
 
 /** Every code the core can produce, so the JS mapper's test can check it handles each one. */

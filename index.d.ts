@@ -155,6 +155,38 @@ export interface BoxLiteClient {
   dispose?(): Promise<void>
 }
 
+/**
+ * Options of `sandbox.startTerminal(options)` (sandbank's `TerminalOptions` plus `mode`).
+ *
+ * Default (`mode: 'native'`): the addon serves a WebSocket on loopback,
+ * `ws://127.0.0.1:<port>/terminal/<64 hex token>/ws` (the token is random per terminal; any other
+ * path is refused before the upgrade), and each connection runs `shell` in the box with a pty
+ * through the mode's interactive exec. Nothing is installed in the box and the box needs no
+ * network. Both framings work on the same URL, told apart by the client's first frame:
+ * `@sandbank.dev/core`'s `connectTerminal` (type bytes `0x00` input/output, `0x01` resize
+ * `{"columns","rows"}`) and ttyd 1.7's (`'0'`/`'1'`, the `tty` subprotocol and the opening
+ * `{"AuthToken","columns","rows"}`; `AuthToken` may be empty or the URL's token). Closing the
+ * socket ends the shell, the shell's exit closes the socket, `adapter.dispose()` closes every
+ * terminal. Not available against BoxRun servers (their executions take no stdin): the call
+ * rejects with a `ProviderError` whose `cause.code` is `'unsupported'`.
+ *
+ * `mode: 'ttyd'`: the original's behaviour, kept for users who rely on it: ttyd 1.7.7 is
+ * downloaded into the box if missing (needs network access and curl, wget or apt-get there),
+ * started writable on guest port 7681, and `{ url: 'ws://<host>:<mapped port>/ws', port: 7681 }`
+ * is returned; unlike the original, a failed install or start rejects.
+ */
+export interface BoxLiteTerminalOptions {
+  /** Program run as the shell (one path, no arguments). @default '/bin/bash' */
+  shell?: string
+  /**
+   * Native mode: the loopback address to serve on (`127.0.0.1`, `::1` or `localhost`; anything
+   * else rejects). ttyd mode: the host named in the URL. @default '127.0.0.1' (native), the API host (ttyd)
+   */
+  hostname?: string
+  /** @default 'native' */
+  mode?: 'native' | 'ttyd'
+}
+
 export declare class BoxLiteAdapter implements SandboxAdapter {
   readonly name: 'boxlite'
   readonly capabilities: ReadonlySet<Capability>

@@ -119,8 +119,16 @@ class BoxLiteSandbox {
     return { url }
   }
 
-  async startTerminal() {
-    throw await this.#mapError(new Error('[boxlite:not_implemented] startTerminal is not implemented yet'))
+  /**
+   * `{ url, port }` of a terminal of this box. Default: a WebSocket served by the addon on loopback
+   * (`ws://127.0.0.1:<port>/terminal/<token>/ws`), nothing installed in the box; it speaks core's
+   * `connectTerminal` framing and ttyd 1.7's, and each connection runs `options.shell` (default
+   * `/bin/bash`) with a pty. `options.mode: 'ttyd'` restores the original: ttyd downloaded into the
+   * box and reached through the port mapped to guest port 7681.
+   */
+  async startTerminal(options) {
+    const info = await this.#call('startTerminal', toWireConfig(options ?? null))
+    return { url: info.url, port: info.port }
   }
 }
 

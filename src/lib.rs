@@ -6,6 +6,7 @@ mod adapter;
 mod client;
 mod error;
 mod sandbox;
+mod terminal;
 
 pub use adapter::NativeAdapter;
 pub use error::error_codes;

@@ -20,6 +20,8 @@ pub struct Adapter {
   /// guest port → host port of the sandboxes this adapter created (as the original kept them).
   pub(crate) ports: Mutex<HashMap<String, HashMap<u16, u16>>>,
   pub(crate) polling: Polling,
+  /// The terminal servers `startTerminal` opened (closed by `dispose`).
+  pub(crate) terminals: crate::terminal::Terminals,
 }
 
 impl Adapter {
@@ -30,6 +32,7 @@ impl Adapter {
       client: OnceLock::new(),
       ports: Mutex::default(),
       polling: Polling::default(),
+      terminals: Default::default(),
     }
   }
 
@@ -63,8 +66,10 @@ impl Adapter {
     })
   }
 
-  /// Releases the client's resources if one was built; idempotent.
+  /// Closes every terminal server, then releases the client's resources if one was built;
+  /// idempotent.
   pub async fn dispose(&self) -> Result<()> {
+    self.terminals.close_all().await;
     match self.client.get() {
       Some(client) => client.dispose().await,
       None => Ok(()),

@@ -12,6 +12,7 @@ pub mod files;
 pub mod local;
 pub mod rest;
 pub mod sandbox;
+pub mod terminal;
 #[cfg(test)]
 mod testing;
 

@@ -52,6 +52,7 @@ async fn tour(client: &RestClient, dialect: Dialect, evicting: bool) {
     .await
     .expect("listBoxes(running)");
   assert!(running.iter().any(|b| b.id == id));
+  assert!(running.iter().all(|b| b.status == "running"), "the status filter holds everywhere: {running:?}");
 
   // exec: output, stderr, exit codes, env, working directory (with quotes and spaces).
   eprintln!("tour step: exec: output, stderr, exit codes, env, working directory (with quotes and spaces).");

@@ -22,10 +22,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import _sandbox, errors
-from ._engine import engine_loop, run_sync, submit
+from ._engine import submit
 from ._exec import ExecState, Execution
 from ._types import (BoxInfo, BoxMetrics, BoxOptions, BoxStateInfo, CloneOptions, CopyOptions,
-                     ExportOptions, HealthState, HealthStatus, ImageInfo, InboundNetworkInfo,
+                     ExportOptions, HealthState, HealthStatus, InboundNetworkInfo,
                      NetworkInfo, Options, OutboundNetworkInfo, PublishedPort, RuntimeMetrics,
                      SnapshotInfo, SnapshotOptions, conv_bool, conv_env, conv_float, conv_instance,
                      conv_int, conv_str, conv_str_list)
@@ -57,10 +57,6 @@ def _rfc3339(ns: int) -> str:
     return f"{base}.{frac:09d}+00:00"
 
 
-def _unit() -> tuple:
-    return ()
-
-
 def _check_box_options(options: Any) -> BoxOptions:
     opts = conv_instance("options", options, BoxOptions, optional=False)
     net = opts.network
@@ -75,7 +71,7 @@ def _check_box_options(options: Any) -> BoxOptions:
         for m in modes:
             if m not in ("enabled", "disabled"):
                 raise errors.InvalidArgumentError.make(
-                    f"invalid network mode '{m}': expected \"enabled\" or \"disabled\"")
+                    f'invalid network mode "{m}". Expected "enabled" or "disabled".')
     return opts
 
 
@@ -477,6 +473,12 @@ class _Core:
         if rec["status"] in ("running", "stopping") and not force:
             raise errors.InvalidStateError.make(
                 f"cannot remove active box {box_id} (status: {rec['status']}). Use force=true to stop first")
+        clones = [r["id"] for r in self.records.values() if r.get("clone_of") == box_id]
+        if clones and not force:
+            # real clones share the source's base disk
+            raise errors.InvalidStateError.make(
+                f"Cannot remove box: boxes [{', '.join(clones)}] have clone dependencies on it. "
+                "Remove those first or use force=true.")
         async with self.lock_for(box_id):
             if box_id in self.live:
                 self.gens[box_id] = self.gens.get(box_id, 0) + 1
@@ -507,7 +509,8 @@ class _Core:
         workdir = cwd or rec.get("working_dir") or "/"
         st = ExecState(uuid.uuid4().hex, box_id, tty, counters)
         ctl_host, ctl_guest = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        close_after = [ctl_guest]
+        body_r, body_w = os.pipe()
+        close_after = [ctl_guest, body_r]
         try:
             if tty:
                 master, slave = os.openpty()
@@ -531,9 +534,10 @@ class _Core:
             req = {"argv": [command] + list(args), "env": full_env, "cwd": workdir, "user": user or rec.get("user"),
                    "tty": tty}
             with live.send_lock:
-                socket.send_fds(live.sock, [json.dumps(req).encode()], fds + [ctl_guest.fileno()])
+                socket.send_fds(live.sock, [b"{}"], fds + [ctl_guest.fileno(), body_r])
         except OSError as e:
             ctl_host.close()
+            _close(body_w)
             for fd in close_after:
                 _close(fd)
             st.abort(str(e))
@@ -541,6 +545,8 @@ class _Core:
             raise errors.ExecutionError.make(f"failed to start process: {e}") from None
         for fd in close_after:
             _close(fd)
+        # argv and env can approach ARG_MAX (2 MiB): stream them through the pipe
+        await _write_all(body_w, json.dumps(req).encode())
         ctl_host.setblocking(False)
         st.ctl = ctl_host
         try:
@@ -662,6 +668,29 @@ class _Core:
             for n in dirs + files:
                 os.lchown(os.path.join(root, n), uid, gid)
         os.lchown(target, uid, gid)
+
+
+async def _write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` to a pipe without blocking the engine loop, then close it."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    view = memoryview(data)
+    try:
+        while view:
+            try:
+                n = os.write(fd, view)
+                view = view[n:]
+            except BlockingIOError:
+                ready = loop.create_future()
+                loop.add_writer(fd, lambda: ready.done() or ready.set_result(None))
+                try:
+                    await ready
+                finally:
+                    loop.remove_writer(fd)
+    except OSError:
+        pass  # the agent died; the ctl socket reports it
+    finally:
+        os.close(fd)
 
 
 async def _publish_ports(live: _Live, specs: list[dict]) -> None:
@@ -1401,7 +1430,7 @@ class Box:
             clone = json.loads(json.dumps(rec))
             clone.update(id=new_id, name=name, created_ns=now, created_at=_rfc3339(now), started_at=None,
                          last_activity_at=None, status="stopped", failed=False, snapshots=[],
-                         current_snapshot=None, pid=None)
+                         current_snapshot=None, pid=None, clone_of=box_id)
             core.records[new_id] = clone
             core.gens[new_id] = 0
             core.save(clone)
@@ -1619,9 +1648,10 @@ class NetworkHandle:
         box = self._box
 
         async def run():
-            rec = box._checked()
-            if rec["status"] != "running":
+            rec = box._core.records.get(box._id)
+            if rec is None or rec["status"] != "running":
                 raise errors.InvalidStateError.make("outbound policy updates require a running box")
+            rec = box._checked()
             rec["network"]["outbound"] = {"mode": spec.mode, "allow_net": list(spec.allow_net)}
             box._core.save(rec)
             return ()
@@ -1631,6 +1661,3 @@ class NetworkHandle:
         return submit(_async_raise(errors.UnsupportedError.make(
             "this backend does not support inbound policy updates")))
 
-
-# silence "imported but unused" for names kept for API completeness
-_ = (ImageInfo, run_sync, engine_loop)

@@ -20,7 +20,25 @@ import os
 import shutil
 import stat
 
-GUEST_PYTHON = "/usr/bin/python3"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def guest_python() -> tuple[str, list[str]]:
+    """Interpreter for the in-box agent and the bwrap arguments it needs.
+
+    The host's /usr/bin/python3 is visible in every box; without it, the
+    interpreter running the simulator is bound read-only at its own prefix.
+    """
+    if os.path.exists(SYSTEM_PYTHON):
+        return SYSTEM_PYTHON, []
+    import sys
+    prefix = os.path.realpath(sys.base_prefix)
+    exe = os.path.join(prefix, "bin", "python3")
+    if not os.path.exists(exe):
+        exe = os.path.realpath(sys.executable)
+    if prefix == "/usr" or prefix.startswith("/usr/"):
+        return exe, []
+    return exe, ["--ro-bind", prefix, prefix]
 
 # Host base shared read-only with every box (directories or symlinks).
 RO_BASE = ("/usr", "/etc")
@@ -68,9 +86,14 @@ def send(sock, obj):
     except OSError:
         pass
 
-def serve(req, fds):
-    fin, fout, ferr, fctl = fds
+def serve(head, fds):
+    fin, fout, ferr, fctl = fds[:4]
     ctl = socket.socket(fileno=fctl)
+    if len(fds) > 4:  # the request body comes through a pipe (it may be large)
+        with os.fdopen(fds[4], "rb") as body:
+            req = json.loads(body.read())
+    else:
+        req = head
     try:
         env = dict(req["env"])
         uid, gid, home = resolve(req.get("user"), env)
@@ -125,7 +148,7 @@ def serve(req, fds):
 main.send(b'{"ready": true}')
 while True:
     try:
-        msg, fds, _flags, _addr = socket.recv_fds(main, 1 << 20, 4)
+        msg, fds, _flags, _addr = socket.recv_fds(main, 1 << 16, 5)
     except OSError:
         break
     if not msg:
@@ -170,9 +193,11 @@ def bwrap_argv(disk: str, tmp_dir: str, shm_dir: str, agent_fd: int, hostname: s
     for v in volumes:
         if v.get("host_path"):
             argv += ["--ro-bind" if v.get("read_only") else "--bind", v["host_path"], v["guest_path"]]
+    python, binds = guest_python()
+    argv += binds
     argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", hostname,
              "--die-with-parent", "--chdir", "/",
-             "--", GUEST_PYTHON, "-I", "-S", "-c", AGENT, str(agent_fd)]
+             "--", python, "-I", "-S", "-c", AGENT, str(agent_fd)]
     return argv
 
 

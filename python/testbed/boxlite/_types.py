@@ -7,8 +7,7 @@ exception types and, where they were observed, the same messages.
 from __future__ import annotations
 
 import json
-import math
-from typing import Any, Iterable
+from typing import Any
 
 # --------------------------------------------------------------------------
 # pyo3-like argument conversion helpers
@@ -69,17 +68,24 @@ def conv_str_list(arg: str, v: Any, optional: bool = True) -> list[str] | None:
     return out
 
 
+def _check_seq(arg: str, v: Any) -> None:
+    """pyo3's Vec<T> extraction: a str is refused, other non-sequences too."""
+    if isinstance(v, str):
+        raise TypeError(f"argument '{arg}': Can't extract `str` to `Vec`")
+    if not isinstance(v, (list, tuple)):
+        raise TypeError(f"argument '{arg}': '{_tname(v)}' object cannot be cast as 'Sequence'")
+
+
 def conv_env(arg: str, v: Any, optional: bool = True) -> list[tuple[str, str]] | None:
     if v is None and optional:
         return None
-    if isinstance(v, str) or not isinstance(v, (list, tuple)):
-        raise TypeError(f"argument '{arg}': '{_tname(v)}' object cannot be cast as 'Sequence'")
+    _check_seq(arg, v)
     out = []
     for item in v:
         if not isinstance(item, tuple):
             raise TypeError(f"argument '{arg}': '{_tname(item)}' object cannot be cast as 'tuple'")
         if len(item) != 2:
-            raise TypeError(f"argument '{arg}': expected tuple of length 2, but got tuple of length {len(item)}")
+            raise ValueError(f"expected tuple of length 2, but got tuple of length {len(item)}")
         for x in item:
             if not isinstance(x, str):
                 raise TypeError(f"argument '{arg}': '{_tname(x)}' object cannot be cast as 'str'")
@@ -96,8 +102,7 @@ def conv_instance(arg: str, v: Any, cls: type, optional: bool = True) -> Any:
 
 
 def conv_instance_list(arg: str, v: Any, cls: type) -> list:
-    if isinstance(v, str) or not isinstance(v, (list, tuple)):
-        raise TypeError(f"argument '{arg}': '{_tname(v)}' object cannot be cast as 'Sequence'")
+    _check_seq(arg, v)
     for item in v:
         conv_instance(arg, item, cls, optional=False)
     return list(v)
@@ -258,8 +263,8 @@ class HealthCheckOptions:
         self.start_period = conv_int("start_period", start_period, 0, 2**64 - 1, optional=False)
 
     def __repr__(self) -> str:
-        return (f"HealthCheckOptions(interval={self.interval}, timeout={self.timeout}, "
-                f"retries={self.retries}, start_period={self.start_period})")
+        return (f"HealthCheckOptions(interval={self.interval}s, timeout={self.timeout}s, "
+                f"retries={self.retries}, start_period={self.start_period}s)")
 
 
 class ContainerCapabilities:
@@ -294,8 +299,7 @@ class Secret:
 
 
 def _conv_volumes(v: Any) -> list[dict]:
-    if isinstance(v, str) or not isinstance(v, (list, tuple)):
-        raise TypeError(f"argument 'volumes': '{_tname(v)}' object cannot be cast as 'Sequence'")
+    _check_seq("volumes", v)
     out = []
     for e in v:
         if isinstance(e, tuple):
@@ -322,8 +326,7 @@ def _conv_volumes(v: Any) -> list[dict]:
 
 
 def _conv_ports(v: Any) -> list[dict]:
-    if isinstance(v, str) or not isinstance(v, (list, tuple)):
-        raise TypeError(f"argument 'ports': '{_tname(v)}' object cannot be cast as 'Sequence'")
+    _check_seq("ports", v)
     out = []
     for e in v:
         if isinstance(e, tuple):
@@ -603,14 +606,6 @@ class VolumeInfo(_Result):
     _fields = ("id", "name", "size_bytes", "created_at")
 
 
-def valid_timeout(v: float | None) -> bool:
-    return v is None or (math.isfinite(v) and v >= 0)
-
-
-def ensure_list(v: Iterable | None) -> list:
-    return list(v) if v is not None else []
-
-
 class AccessToken(_Result):
     _fields = ("token", "expires_at")
 
@@ -638,3 +633,17 @@ class ImageUsage(_Result):
 
 class RegistryCredential(_Result):
     _fields = ("id", "registry_host", "repository_prefix", "username", "created_at", "created_by")
+
+
+def _constructor_names(*classes: type) -> None:
+    """Make argument errors name ``X.__new__()`` like pyo3 constructors do."""
+    for cls in classes:
+        cls.__init__.__qualname__ = f"{cls.__name__}.__new__"
+        code = cls.__init__.__code__
+        if hasattr(code, "co_qualname"):  # 3.11+ reports the code object's name
+            cls.__init__.__code__ = code.replace(co_qualname=f"{cls.__name__}.__new__")
+
+
+_constructor_names(ImageRegistry, Options, OutboundNetworkSpec, InboundNetworkSpec, NetworkSpec, SecurityOptions,
+                   HealthCheckOptions, ContainerCapabilities, AdvancedBoxOptions, Secret, BoxOptions, CopyOptions,
+                   CloneOptions, ExportOptions, SnapshotOptions, ApiKeyCredential, BoxliteRestOptions)

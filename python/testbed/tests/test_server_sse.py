@@ -304,6 +304,9 @@ def test_serve_flavor_evicts_execution_when_output_is_opened():
     try:
         bid = s.req("POST", f"{P}/boxes", json={"image": "alpine:latest"}).json()["box_id"]
         eid = s.req("POST", f"{P}/boxes/{bid}/exec", json={"command": "true"}).json()["execution_id"]
+        time.sleep(0.3)
+        assert s.req("GET", f"{P}/boxes/{bid}/executions/{eid}").json() == {"execution_id": eid,
+                                                                             "status": "running"}
         raw = s.req("GET", f"{P}/boxes/{bid}/executions/{eid}/output", stream=True).raw.read()
         assert b"event: exit\n" in raw
         r = s.req("GET", f"{P}/boxes/{bid}/executions/{eid}")

@@ -317,3 +317,21 @@ async def test_background_child_holding_stdout_does_not_block_stream_end(sim_rt)
     out, err, code = await run(box, "sleep 30 & echo hi")
     assert (out, code) == ("hi\n", 0)
     assert time.monotonic() - t0 < 5
+
+
+async def test_exec_accepts_argv_and_env_near_arg_max(sim_rt):
+    box = await sim_rt.create(keep())
+    big = "x" * 120_000
+    out, _, code = await run(box, 'echo ${#BIG} $#; for a in "$@"; do echo ${#a}; done', env=[("BIG", big)])
+    assert (out, code) == ("120000 0\n", 0)
+    ex = await box.exec("bash", ["-c", 'echo $#; n=0; for a in "$@"; do n=$((n+${#a})); done; echo $n', "_"]
+                        + [big] * 12)
+    assert await collect(ex.stdout()) == "12\n1440000\n"
+
+
+async def test_agent_falls_back_to_the_simulator_interpreter(sim_rt, monkeypatch):
+    from boxlite import _sandbox
+
+    monkeypatch.setattr(_sandbox, "SYSTEM_PYTHON", "/nonexistent/python3")
+    box = await sim_rt.create(keep())
+    assert (await run(box, "echo ok"))[0] == "ok\n"

@@ -159,3 +159,13 @@ async def test_detached_box_stays_running_for_the_next_runtime(sim_home):
     box = await rt2.get("d")
     assert (await run(box, "cat /tmp/t"))[0] == "keep\n"
     await rt2.shutdown()
+
+
+async def test_source_with_clones_needs_force_to_remove(sim_rt):
+    src = await started_then_stopped(sim_rt, name="base")
+    clone = await src.clone_box(name="child")
+    with pytest.raises(E.InvalidStateError, match=f"boxes \\[{clone.id}\\] have clone dependencies"):
+        await sim_rt.remove("base")
+    await sim_rt.remove("child")
+    await sim_rt.remove("base")
+    assert await sim_rt.list_info() == []

@@ -56,7 +56,7 @@ pub use transport::Tuning;
 
 use crate::client::{
   BoxClient, BoxRecord, ByteStream, CreateBoxParams, ExecEvent, ExecEventStream, ExecOutput, ExecRequest,
-  Execution, Snapshot,
+  Execution, Features, Snapshot,
 };
 use crate::config::{Auth, DialectChoice, RemoteConfig};
 use crate::error::{Error, Result};
@@ -95,6 +95,7 @@ pub fn connect_with(config: &RemoteConfig, tuning: Tuning) -> Result<Arc<RestCli
       prefix: config.prefix.clone(),
       static_token: matches!(config.auth, Auth::Token(_)),
       route: tokio::sync::OnceCell::new(),
+      evicting_sse: tokio::sync::OnceCell::new(),
       attachments: Mutex::new(HashMap::new()),
       disposed: AtomicBool::new(false),
     }),
@@ -135,6 +136,9 @@ struct Inner {
   prefix: Option<String>,
   static_token: bool,
   route: tokio::sync::OnceCell<Route>,
+  /// Whether an SSE-era server is `boxlite serve` rather than the reference server (see
+  /// `features`).
+  evicting_sse: tokio::sync::OnceCell<bool>,
   /// Open attach sockets (dialect B) by execution id, so stdin and resize reach an execution
   /// whose output is being read (servers allow one attach at a time).
   attachments: Mutex<HashMap<String, Weak<tokio::sync::Mutex<ws::WsSink>>>>,
@@ -844,6 +848,11 @@ impl BoxClient for RestClient {
         _ => break,
       }
     }
+    // `boxlite serve` ignores the filter; applying it here keeps the answer the same everywhere
+    // (BoxRun's `all` means no filter).
+    if let Some(status) = status.as_deref().filter(|s| *s != "all") {
+      boxes.retain(|b| b.status == status);
+    }
     Ok(boxes)
   }
 
@@ -1050,6 +1059,36 @@ impl BoxClient for RestClient {
   async fn get_config(&self) -> Result<Value> {
     let route = self.inner.route().await?;
     self.inner.json(&route.config()).await
+  }
+
+  /// What the file layer may rely on, per dialect and server:
+  /// * SSE era, reference server: everything. SSE-era `boxlite serve` (recognised by its
+  ///   four-flag `/v1/config` without `defaults`) forgets an execution once its output is
+  ///   opened (no stdin while reading) and nests uploads under `extracted/`.
+  /// * Current: tar uploads are capped at 2 MiB and nested by `boxlite serve`, so only
+  ///   downloads; stdin goes over the attach socket.
+  /// * BoxRun: tar upload and download are emulated here (staged parts and an in-box `tar`),
+  ///   without size limit; executions have no stdin.
+  async fn features(&self) -> Result<Features> {
+    let route = self.inner.route().await?;
+    Ok(match route.dialect {
+      Dialect::Sse => {
+        let config = route.config();
+        let evicting = *self
+          .inner
+          .evicting_sse
+          .get_or_init(|| async {
+            match self.inner.json(&config).await {
+              Ok(value) => value.get("defaults").is_none() && value.get("capabilities").is_some(),
+              Err(_) => false,
+            }
+          })
+          .await;
+        Features { tar_upload: !evicting, tar_download: true, exec_stdin: !evicting }
+      }
+      Dialect::Current => Features { tar_upload: false, tar_download: true, exec_stdin: true },
+      Dialect::Boxrun => Features { tar_upload: true, tar_download: true, exec_stdin: false },
+    })
   }
 
   async fn dispose(&self) -> Result<()> {

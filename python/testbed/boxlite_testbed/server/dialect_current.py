@@ -352,6 +352,7 @@ class CurrentDialect(RestDialect):
         if not ws.can_prepare(request).ok:
             return self.error(400, "invalid_argument", "invalid argument: WebSocket upgrade required")
         s.attached = True
+        self.decorate(request, ws)  # X-Request-Id on the 101 as well
         try:
             await ws.prepare(request)
             await self._attach_session(request, ws, s)

@@ -293,6 +293,10 @@ class SseDialect(RestDialect):
         return {}  # Ref forwards only command, args, env, tty
 
     def execution_json(self, s: ExecSession) -> dict:
+        if self.cfg.sse_flavor == "serve":
+            # SSE-era serve: always "running", never an exit code (the exit code
+            # exists only as the SSE exit event)
+            return {"execution_id": s.id, "status": "running"}
         if s.killed:
             status = "killed"
         elif s.done:

@@ -36,6 +36,12 @@ if [[ -f "$ROOT/scripts/test-local-engine.sh" ]]; then
   suite "cargo test (embedded Python)" "$ROOT/scripts/test-local-engine.sh"
 fi
 suite "pytest (test bed)" "$ROOT/python/testbed/.venv/bin/python" -m pytest "$ROOT/python/testbed/tests" -q -p no:cacheprovider
+official_clients() {
+  local official
+  official="$("$ROOT/python/testbed/setup-official.sh" | tail -n 1)"
+  "$official" -m pytest "$ROOT/python/testbed/tests/test_official_clients.py" -q -p no:cacheprovider
+}
+suite "pytest (official boxlite and boxrun-sdk clients vs the test server)" official_clients
 suite "vitest" npx vitest run
 
 if ((${#failed[@]})); then

@@ -540,6 +540,8 @@ async fn accept_loop(listener: TcpListener, terminal: Arc<Terminal>, mut shutdow
 }
 
 /// Upgrades one connection (refusing wrong paths before the upgrade) and serves it.
+// The refusal type is tungstenite's callback contract.
+#[allow(clippy::result_large_err)]
 async fn connection(stream: TcpStream, terminal: Arc<Terminal>, shutdown: watch::Receiver<bool>) {
   let _ = stream.set_nodelay(true);
   let tty = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -3,7 +3,8 @@
 # the same binding crate with `--features local` (pyo3, stable ABI abi3-py39) and WITHOUT
 # linking libpython (PYO3_BUILD_EXTENSION_MODULE=1), so one file works with any CPython >= 3.10
 # that has a shared libpython. JS must preload that libpython globally before loading it
-# (lib/python-preload.cjs). A separate target dir keeps the main addon's build untouched.
+# (lib/python-preload.cjs). It shares target/<host triple>/ with `napi build` and the test
+# scripts, so the dependency tree is compiled once for all of them.
 #
 #   scripts/build-local-addon.sh [--release]
 set -euo pipefail
@@ -27,7 +28,8 @@ case "$(uname -s)-$(uname -m)" in
   *) echo "unsupported platform $(uname -s)-$(uname -m)" >&2; exit 1 ;;
 esac
 
-export CARGO_TARGET_DIR="${BOXLITE_LOCAL_TARGET_DIR:-$root/target/local-addon}"
+host="$(rustc -vV | sed -n 's/^host: //p')"
+export CARGO_TARGET_DIR="${BOXLITE_LOCAL_TARGET_DIR:-$root/target}"
 export PYO3_BUILD_EXTENSION_MODULE=1
 # pyo3 only needs an interpreter to read its configuration; an abi3 build can do without.
 if [[ -z "${PYO3_PYTHON:-}" ]]; then
@@ -40,10 +42,10 @@ if [[ -z "${PYO3_PYTHON:-}" ]]; then
 fi
 
 cd "$root"
-cargo build -p sandbank-boxlite --features local "${cargo_flags[@]}"
+cargo build -p sandbank-boxlite --features local --target "$host" "${cargo_flags[@]}"
 
-lib="$CARGO_TARGET_DIR/$profile/libsandbank_boxlite.so"
-[[ "$(uname -s)" == Darwin ]] && lib="$CARGO_TARGET_DIR/$profile/libsandbank_boxlite.dylib"
+lib="$CARGO_TARGET_DIR/$host/$profile/libsandbank_boxlite.so"
+[[ "$(uname -s)" == Darwin ]] && lib="$CARGO_TARGET_DIR/$host/$profile/libsandbank_boxlite.dylib"
 out="$root/boxlite-local.$platform.node"
 cp "$lib" "$out.tmp" && mv -f "$out.tmp" "$out"
 

@@ -6,4 +6,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export PYO3_PYTHON="${PYO3_PYTHON:-$(python3 -c 'import sys; print(sys.executable)')}"
-exec cargo test -p boxlite-core --features local --lib --test local_engine --test local_errors --test local_client
+host="$(rustc -vV | sed -n 's/^host: //p')"
+# The same target triple as `napi build`, so the compiled dependencies are shared.
+exec cargo test -p boxlite-core --features local --target "$host" --lib --test local_engine --test local_errors --test local_client

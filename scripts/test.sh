@@ -31,7 +31,9 @@ suite() {
   fi
 }
 
-suite "cargo test" cargo test --workspace
+# The same target triple as `napi build`, so the suites reuse its compiled dependencies.
+HOST_TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
+suite "cargo test" cargo test --workspace --target "$HOST_TRIPLE"
 if [[ -f "$ROOT/scripts/test-local-engine.sh" ]]; then
   suite "cargo test (embedded Python)" "$ROOT/scripts/test-local-engine.sh"
 fi

@@ -147,6 +147,8 @@ for (const mode of modes) {
       const { session, log } = coreClient(info)
       await session.ready
       expect(session.state).toBe('open')
+      // Core's client says nothing until the user types: the prompt still arrives (in its framing).
+      await waitFor('the prompt', () => log.output.length > 0)
       session.write('echo core-$((6*7))\r')
       await waitFor('the command output', () => log.output.includes('core-42'), () => log.output)
 

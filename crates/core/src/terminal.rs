@@ -80,6 +80,12 @@ const KILL_WAIT: Duration = Duration::from_secs(3);
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// `dispose()` waits this long for connections to wind down before aborting them.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(8);
+/// The client is pinged this often; one silent (no frame, no pong) for longer than
+/// [`CLIENT_SILENCE_LIMIT`] is taken as gone, so a vanished client cannot keep a shell alive.
+const PING_EVERY: Duration = Duration::from_secs(30);
+const CLIENT_SILENCE_LIMIT: Duration = Duration::from_secs(95);
+/// Keystrokes queued while a stdin write is in flight go out together, up to this size.
+const INPUT_BATCH_BYTES: usize = 64 * 1024;
 /// The guest port and URL path of the original's in-box ttyd (`mode: "ttyd"`).
 pub const TTYD_PORT: u16 = 7681;
 
@@ -624,19 +630,13 @@ impl Session {
   }
 
   async fn run(mut self, tty_protocol: bool) {
-    let mut first: Vec<ClientMessage> = Vec::new();
+    let mut first: Option<ClientMessage> = None;
     let mut size = None;
     if tty_protocol {
       // ttyd: the shell starts after the opening message, sized by it.
       match self.opening_message().await {
-        Ok(messages) => {
-          for message in messages {
-            match message {
-              ClientMessage::Handshake { size: s, .. } => size = s.or(size),
-              other => first.push(other),
-            }
-          }
-        }
+        Ok(ClientMessage::Handshake { size: s, .. }) => size = s,
+        Ok(other) => first = Some(other),
         Err(end) => return self.finish(end).await,
       }
     }
@@ -648,7 +648,7 @@ impl Session {
     if let Some(size) = size {
       let _ = shell.control.send(Control::Resize(size));
     }
-    for message in first {
+    if let Some(message) = first {
       self.apply(&shell, message);
     }
     let (end, exited, shell) = self.pump(shell).await;
@@ -663,7 +663,7 @@ impl Session {
 
   /// Waits (bounded) for a `tty` client's first frame; returns it decoded, refusing a wrong
   /// `AuthToken`.
-  async fn opening_message(&mut self) -> std::result::Result<Vec<ClientMessage>, End> {
+  async fn opening_message(&mut self) -> std::result::Result<ClientMessage, End> {
     let deadline = Instant::now() + TTYD_HANDSHAKE_TIMEOUT;
     loop {
       let frame = tokio::select! {
@@ -677,24 +677,27 @@ impl Session {
           },
         },
       };
-      let Some(message) = self.classify(&frame).await else { continue };
-      if let ClientMessage::Handshake { auth_token, .. } = &message {
-        if !handshake_allowed(&self.terminal.token, auth_token.as_deref()) {
-          return Err(End::Close(CloseCode::Policy, "authentication failed".into()));
-        }
+      if let Some(message) = self.classify(&frame).await? {
+        return Ok(message);
       }
-      return Ok(vec![message]);
     }
   }
 
   /// Fixes the framing on the first frame that has one (sending ttyd's greeting and any held
-  /// output), then decodes the frame; `None` for a first frame of unknown type.
-  async fn classify(&mut self, frame: &[u8]) -> Option<ClientMessage> {
-    if self.framing.is_none() {
-      let framing = detect(frame)?;
-      self.set_framing(framing).await.ok()?;
+  /// output), then decodes the frame; `None` for a first frame of unknown type. An opening
+  /// message with a wrong `AuthToken` ends the session before anything is sent.
+  async fn classify(&mut self, frame: &[u8]) -> std::result::Result<Option<ClientMessage>, End> {
+    let Some(framing) = self.framing.or_else(|| detect(frame)) else { return Ok(None) };
+    let message = decode(framing, frame);
+    if let ClientMessage::Handshake { auth_token, .. } = &message {
+      if !handshake_allowed(&self.terminal.token, auth_token.as_deref()) {
+        return Err(End::Close(CloseCode::Policy, "authentication failed".into()));
+      }
     }
-    Some(decode(self.framing?, frame))
+    if self.framing.is_none() {
+      self.set_framing(framing).await?;
+    }
+    Ok(Some(message))
   }
 
   async fn set_framing(&mut self, framing: Framing) -> std::result::Result<(), End> {
@@ -761,6 +764,8 @@ impl Session {
   async fn pump(&mut self, mut shell: Shell) -> (End, bool, Shell) {
     let detect_by = Instant::now() + DETECT_GRACE;
     let mut pause = Pause::No;
+    let mut last_seen = Instant::now();
+    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     loop {
       let paused_until = match pause {
         Pause::Until(t) if t > Instant::now() => Some(t),
@@ -771,17 +776,17 @@ impl Session {
           return (End::Close(CloseCode::Away, "terminal server closed".into()), false, shell);
         }
         message = self.source.next() => {
+          last_seen = Instant::now();
           let frame = match frame_bytes(message) {
             FrameIn::Data(bytes) => bytes,
             FrameIn::Other => continue,
             FrameIn::Gone => return (End::ClientGone, false, shell),
           };
-          let Some(message) = self.classify(&frame).await else { continue };
-          if let ClientMessage::Handshake { auth_token, .. } = &message {
-            if !handshake_allowed(&self.terminal.token, auth_token.as_deref()) {
-              return (End::Close(CloseCode::Policy, "authentication failed".into()), false, shell);
-            }
-          }
+          let message = match self.classify(&frame).await {
+            Ok(Some(message)) => message,
+            Ok(None) => continue,
+            Err(end) => return (end, false, shell),
+          };
           if let Some(p) = self.apply(&shell, message) {
             pause = p;
           }
@@ -820,6 +825,14 @@ impl Session {
         }
         _ = tokio::time::sleep_until(paused_until.unwrap_or_else(Instant::now)), if paused_until.is_some() => {
           pause = Pause::No;
+        }
+        _ = ping.tick() => {
+          if last_seen.elapsed() > CLIENT_SILENCE_LIMIT {
+            return (End::ClientGone, false, shell);
+          }
+          if tokio::time::timeout(SEND_TIMEOUT, self.sink.send(Message::Ping(Bytes::new()))).await.is_err() {
+            return (End::ClientGone, false, shell);
+          }
         }
       }
     }
@@ -910,9 +923,30 @@ async fn start_shell(terminal: &Terminal) -> Result<Shell> {
     tokio::spawn(async move {
       let mut size = DEFAULT_SIZE;
       let mut sized = false;
-      while let Some(control) = inbox.recv().await {
+      let mut next: Option<Control> = None;
+      loop {
+        let control = match next.take() {
+          Some(control) => control,
+          None => match inbox.recv().await {
+            Some(control) => control,
+            None => return,
+          },
+        };
         let result = match control {
           Control::Input(data) => {
+            // What the user typed while the last write was in flight goes out in one write.
+            let mut batch = bytes::BytesMut::from(&data[..]);
+            while batch.len() < INPUT_BATCH_BYTES {
+              match inbox.try_recv() {
+                Ok(Control::Input(more)) => batch.extend_from_slice(&more),
+                Ok(other) => {
+                  next = Some(other);
+                  break;
+                }
+                Err(_) => break,
+              }
+            }
+            let data = batch.freeze();
             tokio::time::timeout(CONTROL_TIMEOUT, client.send_exec_input(&box_id, &exec_id, data, false)).await
           }
           Control::Resize(new) if sized && new == size => continue,
@@ -1118,5 +1152,310 @@ mod tests {
     assert_eq!(ttyd_start_command("it's"), r"nohup ttyd -W -p 7681 'it'\''s' > /dev/null 2>&1 &");
     assert!(TTYD_WAIT_COMMAND.ends_with("exit 1"));
     assert!(TTYD_INSTALL_SCRIPT.contains("ttyd/releases/download/1.7.7/ttyd.$arch"));
+  }
+}
+
+/// The server end to end over a scripted shell: a fake client whose "shell" answers `size` with
+/// `rows cols`, `exit` by exiting and anything else with `out:<line>`.
+#[cfg(test)]
+mod server_tests {
+  use super::*;
+  use crate::client::*;
+  use async_trait::async_trait;
+  use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+  #[derive(Default)]
+  struct ShellState {
+    output: Option<mpsc::UnboundedSender<Result<ExecEvent>>>,
+    line: Vec<u8>,
+    size: (u16, u16),
+    signals: Vec<i32>,
+    requests: Vec<ExecRequest>,
+  }
+
+  #[derive(Default)]
+  struct FakeShell {
+    state: Mutex<ShellState>,
+    /// Output the shell prints when it starts (a prompt).
+    greeting: &'static str,
+  }
+
+  impl FakeShell {
+    fn emit(&self, event: ExecEvent) {
+      if let Some(tx) = &self.state.lock().unwrap().output {
+        let _ = tx.send(Ok(event));
+      }
+    }
+    fn signals(&self) -> Vec<i32> {
+      self.state.lock().unwrap().signals.clone()
+    }
+  }
+
+  fn unused<T>() -> Result<T> {
+    Err(Error::Internal("not used by terminal tests".into()))
+  }
+
+  #[async_trait]
+  impl BoxClient for FakeShell {
+    async fn create_box(&self, _: CreateBoxParams) -> Result<BoxRecord> {
+      unused()
+    }
+    async fn get_box(&self, box_id: &str) -> Result<BoxRecord> {
+      Ok(BoxRecord { id: box_id.into(), status: "running".into(), ..Default::default() })
+    }
+    async fn list_boxes(&self, _: Option<String>, _: Option<u32>) -> Result<Vec<BoxRecord>> {
+      unused()
+    }
+    async fn delete_box(&self, _: &str, _: bool) -> Result<()> {
+      unused()
+    }
+    async fn start_box(&self, _: &str) -> Result<()> {
+      unused()
+    }
+    async fn stop_box(&self, _: &str) -> Result<()> {
+      unused()
+    }
+    async fn exec(&self, _: &str, _: ExecRequest) -> Result<ExecOutput> {
+      unused()
+    }
+    async fn exec_stream(&self, _: &str, _: ExecRequest) -> Result<ExecEventStream> {
+      unused()
+    }
+    async fn exec_async(&self, box_id: &str, request: ExecRequest) -> Result<Execution> {
+      let mut st = self.state.lock().unwrap();
+      st.requests.push(request);
+      st.size = (80, 24);
+      Ok(Execution { id: "e1".into(), box_id: Some(box_id.into()), status: "running".into(), exit_code: None })
+    }
+    async fn get_exec_output(&self, _: &str, _: &str) -> Result<ExecEventStream> {
+      let (tx, rx) = mpsc::unbounded_channel();
+      if !self.greeting.is_empty() {
+        let _ = tx.send(Ok(ExecEvent::Stdout(Bytes::from_static(self.greeting.as_bytes()))));
+      }
+      self.state.lock().unwrap().output = Some(tx);
+      Ok(Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })))
+    }
+    async fn send_exec_input(&self, _: &str, _: &str, data: Bytes, _: bool) -> Result<()> {
+      let mut lines = Vec::new();
+      {
+        let mut st = self.state.lock().unwrap();
+        for &b in data.iter() {
+          if b == b'\r' || b == b'\n' {
+            lines.push(String::from_utf8_lossy(&std::mem::take(&mut st.line)).into_owned());
+          } else {
+            st.line.push(b);
+          }
+        }
+      }
+      for line in lines {
+        let (cols, rows) = self.state.lock().unwrap().size;
+        match line.as_str() {
+          "exit" => self.emit(ExecEvent::Exit(Some(0))),
+          "size" => self.emit(ExecEvent::Stdout(Bytes::from(format!("{rows} {cols}\r\n")))),
+          other => self.emit(ExecEvent::Stdout(Bytes::from(format!("out:{other}\r\n")))),
+        }
+      }
+      Ok(())
+    }
+    async fn signal_exec(&self, _: &str, _: &str, signal: i32) -> Result<()> {
+      self.state.lock().unwrap().signals.push(signal);
+      if signal == 1 {
+        self.emit(ExecEvent::Exit(None));
+      }
+      Ok(())
+    }
+    async fn resize_exec(&self, _: &str, exec_id: &str, cols: u16, rows: u16) -> Result<()> {
+      if exec_id != "e1" {
+        return Err(Error::NotFound { what: "execution", id: exec_id.into() });
+      }
+      self.state.lock().unwrap().size = (cols, rows);
+      Ok(())
+    }
+    async fn upload_files(&self, _: &str, _: &str, _: ByteStream) -> Result<()> {
+      unused()
+    }
+    async fn download_files(&self, _: &str, _: &str) -> Result<ByteStream> {
+      unused()
+    }
+    async fn create_snapshot(&self, _: &str, _: &str) -> Result<Snapshot> {
+      unused()
+    }
+    async fn list_snapshots(&self, _: &str) -> Result<Vec<Snapshot>> {
+      unused()
+    }
+    async fn restore_snapshot(&self, _: &str, _: &str) -> Result<()> {
+      unused()
+    }
+    async fn delete_snapshot(&self, _: &str, _: &str) -> Result<()> {
+      unused()
+    }
+    async fn clone_box(&self, _: &str, _: Option<String>) -> Result<BoxRecord> {
+      unused()
+    }
+    async fn export_box(&self, _: &str) -> Result<ByteStream> {
+      unused()
+    }
+    async fn import_box(&self, _: ByteStream) -> Result<BoxRecord> {
+      unused()
+    }
+    async fn get_metrics(&self) -> Result<Value> {
+      unused()
+    }
+    async fn get_box_metrics(&self, _: &str) -> Result<Value> {
+      unused()
+    }
+    async fn get_config(&self) -> Result<Value> {
+      unused()
+    }
+    async fn dispose(&self) -> Result<()> {
+      Ok(())
+    }
+  }
+
+  type Client = WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+  async fn setup(greeting: &'static str) -> (Adapter, Arc<FakeShell>, TerminalInfo) {
+    let shell = Arc::new(FakeShell { greeting, ..Default::default() });
+    let adapter = Adapter::with_client(&serde_json::json!({"apiUrl": "http://127.0.0.1:1"}), shell.clone());
+    let info = adapter.start_terminal("box1", &TerminalOptions::default()).await.unwrap();
+    (adapter, shell, info)
+  }
+
+  async fn connect(url: &str, tty: bool) -> Client {
+    let mut request = url.into_client_request().unwrap();
+    if tty {
+      request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("tty"));
+    }
+    let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let protocol = response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(protocol.as_deref(), tty.then_some("tty"));
+    ws
+  }
+
+  /// The next data frame (skipping pings), within 5 s.
+  async fn next(ws: &mut Client) -> Message {
+    loop {
+      let message = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a frame in time");
+      match message {
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+        Some(Ok(message)) => return message,
+        other => panic!("connection ended: {other:?}"),
+      }
+    }
+  }
+
+  fn binary(frame: &[u8]) -> Message {
+    Message::Binary(Bytes::copy_from_slice(frame))
+  }
+
+  #[tokio::test]
+  async fn core_framing_relays_input_resize_and_closes_on_exit() {
+    let (_adapter, shell, info) = setup("").await;
+    assert!(info.url.starts_with(&format!("ws://127.0.0.1:{}/terminal/", info.port)));
+    let mut ws = connect(&info.url, false).await;
+    ws.send(binary(b"\x00hello\r")).await.unwrap();
+    assert_eq!(next(&mut ws).await, binary(b"\x00out:hello\r\n"));
+    ws.send(binary(b"\x01{\"columns\":100,\"rows\":30}")).await.unwrap();
+    ws.send(binary(b"\x00size\r")).await.unwrap();
+    assert_eq!(next(&mut ws).await, binary(b"\x0030 100\r\n"));
+    ws.send(binary(b"\x00exit\r")).await.unwrap();
+    match next(&mut ws).await {
+      Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Normal),
+      other => panic!("expected a close, got {other:?}"),
+    }
+    let request = shell.state.lock().unwrap().requests[0].clone();
+    assert_eq!((request.cmd, request.tty), (vec!["/bin/bash".to_string()], Some(true)));
+    assert_eq!(request.env.unwrap()["TERM"], "xterm-256color");
+    assert!(shell.signals().is_empty(), "an exited shell is not signalled");
+  }
+
+  #[tokio::test]
+  async fn ttyd_framing_greets_sizes_from_the_opening_message_and_relays() {
+    let (_adapter, _shell, info) = setup("").await;
+    let mut ws = connect(&info.url, true).await;
+    ws.send(binary(br#"{"AuthToken":"","columns":90,"rows":20}"#)).await.unwrap();
+    assert_eq!(next(&mut ws).await, binary(b"1/bin/bash (box1)"));
+    assert_eq!(next(&mut ws).await, binary(b"2{}"));
+    ws.send(Message::Text("0size\r".into())).await.unwrap();
+    assert_eq!(next(&mut ws).await, binary(b"020 90\r\n"));
+    ws.send(binary(br#"1{"columns":132,"rows":43}"#)).await.unwrap();
+    ws.send(binary(b"0size\r")).await.unwrap();
+    assert_eq!(next(&mut ws).await, binary(b"043 132\r\n"));
+  }
+
+  #[tokio::test]
+  async fn a_silent_client_gets_the_prompt_in_cores_framing_after_the_grace() {
+    let (_adapter, _shell, info) = setup("prompt$ ").await;
+    let mut ws = connect(&info.url, false).await;
+    let started = Instant::now();
+    assert_eq!(next(&mut ws).await, binary(b"\x00prompt$ "));
+    assert!(started.elapsed() >= DETECT_GRACE - Duration::from_millis(50));
+  }
+
+  #[tokio::test]
+  async fn held_output_follows_the_framing_of_a_late_first_frame() {
+    let (_adapter, _shell, info) = setup("prompt$ ").await;
+    let mut ws = connect(&info.url, false).await;
+    ws.send(binary(b"0x\r")).await.unwrap();
+    assert_eq!(next(&mut ws).await, binary(b"1/bin/bash (box1)"));
+    assert_eq!(next(&mut ws).await, binary(b"2{}"));
+    assert_eq!(next(&mut ws).await, binary(b"0prompt$ "));
+    assert_eq!(next(&mut ws).await, binary(b"0out:x\r\n"));
+  }
+
+  #[tokio::test]
+  async fn wrong_tokens_and_paths_are_refused_before_the_upgrade() {
+    let (_adapter, _shell, info) = setup("").await;
+    let wrong = format!("ws://127.0.0.1:{}/terminal/{}/ws", info.port, "0".repeat(64));
+    for (url, status) in [(wrong, 403), (format!("ws://127.0.0.1:{}/ws", info.port), 404)] {
+      match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status().as_u16(), status),
+        other => panic!("{url}: expected HTTP {status}, got {:?}", other.map(|_| ())),
+      }
+    }
+  }
+
+  #[tokio::test]
+  async fn a_wrong_auth_token_closes_with_policy_violation() {
+    let (_adapter, shell, info) = setup("").await;
+    let mut ws = connect(&info.url, true).await;
+    ws.send(binary(br#"{"AuthToken":"guess","columns":80,"rows":24}"#)).await.unwrap();
+    match next(&mut ws).await {
+      Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Policy),
+      other => panic!("expected a close, got {other:?}"),
+    }
+    assert!(shell.state.lock().unwrap().requests.is_empty(), "no shell for a refused client");
+  }
+
+  #[tokio::test]
+  async fn closing_the_socket_hangs_up_the_shell() {
+    let (_adapter, shell, info) = setup("").await;
+    let mut ws = connect(&info.url, false).await;
+    ws.send(binary(b"\x00hi\r")).await.unwrap();
+    next(&mut ws).await;
+    ws.close(None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shell.signals().is_empty() && Instant::now() < deadline {
+      tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(shell.signals(), [1], "SIGHUP, and no SIGKILL once the shell exited");
+  }
+
+  #[tokio::test]
+  async fn dispose_closes_connections_and_servers_and_refuses_new_terminals() {
+    let (adapter, shell, info) = setup("").await;
+    let mut ws = connect(&info.url, false).await;
+    ws.send(binary(b"\x00hi\r")).await.unwrap();
+    next(&mut ws).await;
+    adapter.dispose().await.unwrap();
+    match next(&mut ws).await {
+      Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Away),
+      other => panic!("expected a close, got {other:?}"),
+    }
+    assert_eq!(shell.signals(), [1]);
+    assert_eq!(adapter.terminals.running(), 0);
+    assert!(tokio_tungstenite::connect_async(info.url.as_str()).await.is_err());
+    let err = adapter.start_terminal("box1", &TerminalOptions::default()).await.unwrap_err();
+    assert_eq!(err.code(), "disposed");
   }
 }

@@ -17,9 +17,12 @@ const STOP_TIMEOUT_MS = 15_000
  * Starts the test server with `args` (e.g. `--dialect current --auth token --token t`).
  * Resolves to `{ url, info, stop(), control(method, path, body?) }` once it printed its ready line.
  */
-export async function startTestServer(target, args) {
+export async function startTestServer(target, args, extraEnv = {}) {
   const { command, args: fullArgs, env } = target.serverCommand('--host', '127.0.0.1', '--port', '0', ...args)
-  const child = spawn(command, fullArgs, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(command, fullArgs, {
+    env: { ...process.env, ...env, ...extraEnv },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   const stderr = []
   child.stderr.on('data', (chunk) => {
     stderr.push(chunk.toString())
@@ -104,11 +107,11 @@ export function adapterModes(target) {
       },
     ]
   }
-  const remote = (name, dialect, args, config) => ({
+  const remote = (name, dialect, args, config, env) => ({
     name,
     dialect,
     setup: async () => {
-      const server = await startTestServer(target, ['--dialect', dialect, ...args])
+      const server = await startTestServer(target, ['--dialect', dialect, ...args], env)
       return { server, config: { apiUrl: server.url, ...config }, teardown: () => server.stop() }
     },
   })
@@ -131,6 +134,8 @@ export function adapterModes(target) {
       { clientId: CLIENT.id, clientSecret: CLIENT.secret },
     ),
     remote('remote current', 'current', ['--auth', 'token', '--token', TOKEN], { apiToken: TOKEN }),
-    remote('remote boxrun', 'boxrun', ['--auth', 'none'], {}),
+    // BoxRun admits boxes up to the host's CPU count (2 here, one default box); operators raise
+    // it with BOXRUN_MAX_CPU, as the suites need several boxes at once.
+    remote('remote boxrun', 'boxrun', ['--auth', 'none'], {}, { BOXRUN_MAX_CPU: '64' }),
   ]
 }

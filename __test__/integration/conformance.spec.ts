@@ -355,6 +355,14 @@ for (const mode of modes) {
 
     test('snapshots restore the files of their time', async () => {
       const snap = withSnapshot(sandbox)!
+      if (mode.dialect === 'boxrun') {
+        // BoxRun has no snapshot endpoints: a clear error, not a silent no-op.
+        const err: any = await snap.createSnapshot('conf-snap').catch((e) => e)
+        expect(err).toBeInstanceOf(ProviderError)
+        expect(err.cause.code).toBe('unsupported')
+        expect(err.message).toMatch(/not supported by BoxRun server \(dialect boxrun\)/)
+        return
+      }
       await sandbox.writeFile('/root/snap-test.txt', 'before')
       const { snapshotId } = await snap.createSnapshot('conf-snap')
       expect(snapshotId).toBe('conf-snap')

@@ -14,6 +14,7 @@ import {
   type BoxLiteRemoteConfig,
   type BoxLiteSecretSpec,
   type BoxLiteSnapshot,
+  type BoxLiteTerminalOptions,
   type BoxStatus,
 } from '@sandbank.dev/boxlite'
 
@@ -43,4 +44,14 @@ async function useClient(client: BoxLiteClient): Promise<void> {
   void [status, code, snapshot, execution, network, secret]
 }
 
-void [providers, asAdapter, name, useClient]
+// The terminal options extend core's TerminalOptions: a typed variable passes through `Sandbox`.
+async function useTerminal(provider: SandboxProvider): Promise<void> {
+  const sandbox = await provider.create({})
+  const native = await sandbox.startTerminal?.({ shell: '/bin/sh', hostname: '127.0.0.1' })
+  const ttyd: BoxLiteTerminalOptions = { mode: 'ttyd' }
+  const legacy = await sandbox.startTerminal?.(ttyd)
+  const port: number | undefined = legacy?.port
+  void [native?.url, port]
+}
+
+void [providers, asAdapter, name, useClient, useTerminal]

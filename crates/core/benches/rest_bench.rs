@@ -32,22 +32,45 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
-  let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+  let rt = tokio::runtime::Builder::new_multi_thread()
+    .worker_threads(2)
+    .enable_all()
+    .build()
+    .unwrap();
   rt.block_on(bench());
 }
 
 async fn bench() {
   let dialects = std::env::var("BOXLITE_BENCH_DIALECTS").unwrap_or_else(|_| "sse,current,boxrun".into());
-  let mib: u64 = std::env::var("BOXLITE_BENCH_TRANSFER_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+  let mib: u64 = std::env::var("BOXLITE_BENCH_TRANSFER_MB")
+    .ok()
+    .and_then(|v| v.parse().ok())
+    .unwrap_or(64);
   println!("| dialect  | {:<40} | {:>24} | note |", "measure", "value");
   println!("| -------- | {} | {} | ---- |", "-".repeat(40), "-".repeat(24));
   for dialect in dialects.split(',').map(str::trim) {
     let args: Vec<&str> = match dialect {
-      "sse" => vec!["--dialect", "sse", "--auth", "client-credentials", "--max-upload-bytes", "0"],
-      "current" => vec!["--dialect", "current", "--auth", "token", "--max-upload-bytes", "0"],
+      "sse" => vec![
+        "--dialect",
+        "sse",
+        "--auth",
+        "client-credentials",
+        "--max-upload-bytes",
+        "0",
+      ],
+      "current" => vec![
+        "--dialect",
+        "current",
+        "--auth",
+        "token",
+        "--max-upload-bytes",
+        "0",
+      ],
       _ => vec!["--dialect", "boxrun"],
     };
-    let Some(tb) = Testbed::start(&args).await else { return };
+    let Some(tb) = Testbed::start(&args).await else {
+      return;
+    };
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
 
@@ -62,7 +85,12 @@ async fn bench() {
       base.push(t.elapsed());
     }
     let (base50, base99) = stats(base);
-    row(dialect, "loopback HTTP round trip (plain reqwest)", format!("{} / {}", ms(base50), ms(base99)), "p50 / p99");
+    row(
+      dialect,
+      "loopback HTTP round trip (plain reqwest)",
+      format!("{} / {}", ms(base50), ms(base99)),
+      "p50 / p99",
+    );
 
     client.get_box(&id).await.unwrap();
     let mut calls = Vec::new();
@@ -72,9 +100,19 @@ async fn bench() {
       calls.push(t.elapsed());
     }
     let (call50, call99) = stats(calls);
-    row(dialect, "getBox", format!("{} / {}", ms(call50), ms(call99)), "p50 / p99");
+    row(
+      dialect,
+      "getBox",
+      format!("{} / {}", ms(call50), ms(call99)),
+      "p50 / p99",
+    );
     let overhead = call50.saturating_sub(base50);
-    row(dialect, "getBox minus loopback round trip", ms(overhead), "p50 difference (server work + client)");
+    row(
+      dialect,
+      "getBox minus loopback round trip",
+      ms(overhead),
+      "p50 difference (server work + client)",
+    );
 
     let mut execs = Vec::new();
     for _ in 0..EXEC_SAMPLES {
@@ -83,7 +121,12 @@ async fn bench() {
       execs.push(t.elapsed());
     }
     let (exec50, exec99) = stats(execs);
-    row(dialect, "exec round trip (`true`)", format!("{} / {}", ms(exec50), ms(exec99)), "p50 / p99");
+    row(
+      dialect,
+      "exec round trip (`true`)",
+      format!("{} / {}", ms(exec50), ms(exec99)),
+      "p50 / p99",
+    );
 
     let mut ttfb = Vec::new();
     for _ in 0..EXEC_SAMPLES {
@@ -94,15 +137,28 @@ async fn bench() {
       while events.next().await.is_some() {}
     }
     let (ttfb50, ttfb99) = stats(ttfb);
-    row(dialect, "execStream time to first byte", format!("{} / {}", ms(ttfb50), ms(ttfb99)), "p50 / p99");
+    row(
+      dialect,
+      "execStream time to first byte",
+      format!("{} / {}", ms(ttfb50), ms(ttfb99)),
+      "p50 / p99",
+    );
 
-    client.exec(&id, argv(&["mkdir", "-p", "/root/bench"])).await.unwrap();
+    client
+      .exec(&id, argv(&["mkdir", "-p", "/root/bench"]))
+      .await
+      .unwrap();
     let size = mib * 1024 * 1024;
     let (tar, _) = generated_tar("blob", size);
     let t = Instant::now();
     client.upload_files(&id, "/root/bench/", tar).await.unwrap();
     let up = t.elapsed();
-    row(dialect, &format!("upload {mib} MiB"), format!("{:.1} MiB/s", mib as f64 / up.as_secs_f64()), "uploadFiles, streamed");
+    row(
+      dialect,
+      &format!("upload {mib} MiB"),
+      format!("{:.1} MiB/s", mib as f64 / up.as_secs_f64()),
+      "uploadFiles, streamed",
+    );
     let t = Instant::now();
     let mut stream = client.download_files(&id, "/root/bench").await.unwrap();
     let mut bytes = 0u64;
@@ -121,7 +177,12 @@ async fn bench() {
     let all = futures_util::future::join_all((0..100).map(|_| client.get_box(&id))).await;
     let took = t.elapsed();
     assert!(all.iter().all(|r| r.is_ok()));
-    row(dialect, "100 concurrent getBox", format!("{} total", ms(took)), &format!("{:.0} calls/s", 100.0 / took.as_secs_f64()));
+    row(
+      dialect,
+      "100 concurrent getBox",
+      format!("{} total", ms(took)),
+      &format!("{:.0} calls/s", 100.0 / took.as_secs_f64()),
+    );
     let t = Instant::now();
     let all = futures_util::future::join_all((0..100).map(|_| client.exec(&id, argv(&["true"])))).await;
     let took = t.elapsed();

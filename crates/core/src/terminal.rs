@@ -73,6 +73,8 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// ttyd's flow control: a pause longer than this is lifted (so a lost resume cannot hang us).
 const MAX_PAUSE: Duration = Duration::from_secs(10);
+/// A signal to a shell must be delivered within this.
+const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// After SIGHUP (then after SIGKILL), the shell's exit is awaited this long.
 const HANGUP_WAIT: Duration = Duration::from_secs(2);
 const KILL_WAIT: Duration = Duration::from_secs(3);
@@ -505,11 +507,11 @@ impl Terminals {
     for server in &servers {
       let _ = server.shutdown.send(true);
     }
-    for server in servers {
-      let abort = server.task.abort_handle();
-      if tokio::time::timeout(SHUTDOWN_WAIT + Duration::from_secs(2), server.task).await.is_err() {
-        abort.abort();
-      }
+    // Each server bounds its own wind-down by SHUTDOWN_WAIT; this bound is the backstop.
+    let aborts: Vec<_> = servers.iter().map(|s| s.task.abort_handle()).collect();
+    let all = futures_util::future::join_all(servers.into_iter().map(|s| s.task));
+    if tokio::time::timeout(SHUTDOWN_WAIT + Duration::from_secs(2), all).await.is_err() {
+      aborts.iter().for_each(|a| a.abort());
     }
   }
 
@@ -640,7 +642,13 @@ impl Session {
         Err(end) => return self.finish(end).await,
       }
     }
-    let shell = match tokio::time::timeout(START_TIMEOUT, start_shell(&self.terminal)).await {
+    let started = tokio::select! {
+      started = tokio::time::timeout(START_TIMEOUT, start_shell(&self.terminal)) => started,
+      _ = self.shutdown.changed() => {
+        return self.finish(End::Close(CloseCode::Away, "terminal server closed".into())).await;
+      }
+    };
+    let shell = match started {
       Ok(Ok(shell)) => shell,
       Ok(Err(e)) => return self.fail_to_start(e.to_string()).await,
       Err(_) => return self.fail_to_start(format!("the shell did not start within {} s", START_TIMEOUT.as_secs())).await,
@@ -910,7 +918,7 @@ async fn start_shell(terminal: &Terminal) -> Result<Shell> {
   let output = match client.get_exec_output(&terminal.box_id, &execution.id).await {
     Ok(output) => output,
     Err(e) => {
-      let _ = tokio::time::timeout(KILL_WAIT, client.signal_exec(&terminal.box_id, &execution.id, 9)).await;
+      let _ = tokio::time::timeout(SIGNAL_TIMEOUT, client.signal_exec(&terminal.box_id, &execution.id, 9)).await;
       return Err(e);
     }
   };
@@ -975,7 +983,7 @@ async fn end_shell(terminal: Arc<Terminal>, mut shell: Shell) {
   shell.writer.abort();
   let client = &terminal.client;
   for (signal, wait) in [(1, HANGUP_WAIT), (9, KILL_WAIT)] {
-    let _ = tokio::time::timeout(CONTROL_TIMEOUT, client.signal_exec(&terminal.box_id, &shell.exec_id, signal)).await;
+    let _ = tokio::time::timeout(SIGNAL_TIMEOUT, client.signal_exec(&terminal.box_id, &shell.exec_id, signal)).await;
     let exited = tokio::time::timeout(wait, async {
       loop {
         match shell.output.next().await {

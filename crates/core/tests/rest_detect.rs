@@ -155,16 +155,56 @@ async fn a_wrong_forced_dialect_fails_clearly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn features_tell_the_file_layer_what_each_server_can_do() {
   let cases: Vec<(Vec<&str>, Features)> = vec![
-    (vec!["--dialect", "sse", "--auth", "none"], Features { tar_upload: true, tar_download: true, exec_stdin: true }),
     (
-      vec!["--dialect", "sse", "--auth", "none", "--sse-flavor", "serve", "--prefix", "default"],
-      Features { tar_upload: false, tar_download: true, exec_stdin: false },
+      vec!["--dialect", "sse", "--auth", "none"],
+      Features {
+        tar_upload: true,
+        tar_download: true,
+        exec_stdin: true,
+      },
     ),
-    (vec!["--dialect", "current", "--auth", "none"], Features { tar_upload: false, tar_download: true, exec_stdin: true }),
-    (vec!["--dialect", "boxrun"], Features { tar_upload: true, tar_download: true, exec_stdin: false }),
+    (
+      vec![
+        "--dialect",
+        "sse",
+        "--auth",
+        "none",
+        "--sse-flavor",
+        "serve",
+        "--prefix",
+        "default",
+      ],
+      Features {
+        tar_upload: false,
+        tar_download: false,
+        exec_stdin: false,
+      },
+    ),
+    (
+      vec!["--dialect", "current", "--auth", "none"],
+      Features {
+        tar_upload: false,
+        tar_download: false,
+        exec_stdin: true,
+      },
+    ),
+    (
+      vec!["--dialect", "boxrun"],
+      Features {
+        tar_upload: true,
+        tar_download: true,
+        exec_stdin: false,
+      },
+    ),
   ];
   for (args, expected) in cases {
-    let Some(tb) = Testbed::start(&args).await else { return };
-    assert_eq!(tb.client(json!({})).features().await.unwrap(), expected, "{args:?}");
+    let Some(tb) = Testbed::start(&args).await else {
+      return;
+    };
+    assert_eq!(
+      tb.client(json!({})).features().await.unwrap(),
+      expected,
+      "{args:?}"
+    );
   }
 }

@@ -181,3 +181,55 @@ async fn gzip_archives_upload_where_the_server_unpacks_them() {
     assert_eq!(out.stdout, "zipped", "{dialect}: {out:?}");
   }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_an_exec_stream_before_its_end_kills_the_command() {
+  for dialect in DIALECTS {
+    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
+      return;
+    };
+    let client = tb.client(json!({}));
+    let id = create_running_box(&client).await;
+    let mut finished = client.exec_stream(&id, argv(&["echo", "whole"])).await.unwrap();
+    while finished.next().await.is_some() {}
+    drop(finished);
+    let mut events = client
+      .exec_stream(&id, sh("echo started; sleep 2; touch /root/marker"))
+      .await
+      .unwrap();
+    assert_eq!(
+      events.next().await.unwrap().unwrap(),
+      ExecEvent::Stdout(Bytes::from_static(b"started\n"))
+    );
+    drop(events);
+    tokio::time::sleep(Duration::from_millis(2800)).await;
+    let out = client
+      .exec(&id, sh("test -e /root/marker; echo $?"))
+      .await
+      .unwrap();
+    assert_eq!(out.stdout, "1\n", "{dialect}: the command was stopped");
+    assert_eq!(
+      kill_requests(&tb.requests().await),
+      1,
+      "{dialect}: only the abandoned stream was killed"
+    );
+  }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_stdin_of_a_finished_command_is_not_an_error() {
+  for dialect in ["sse", "current"] {
+    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
+      return;
+    };
+    let client = tb.client(json!({}));
+    let id = create_running_box(&client).await;
+    let execution = client.exec_async(&id, argv(&["true"])).await.unwrap();
+    let mut output = client.get_exec_output(&id, &execution.id).await.unwrap();
+    while output.next().await.is_some() {}
+    client
+      .send_exec_input(&id, &execution.id, Bytes::new(), true)
+      .await
+      .unwrap_or_else(|e| panic!("{dialect}: {e}"));
+  }
+}

@@ -52,7 +52,10 @@ async fn tour(client: &RestClient, dialect: Dialect, evicting: bool) {
     .await
     .expect("listBoxes(running)");
   assert!(running.iter().any(|b| b.id == id));
-  assert!(running.iter().all(|b| b.status == "running"), "the status filter holds everywhere: {running:?}");
+  assert!(
+    running.iter().all(|b| b.status == "running"),
+    "the status filter holds everywhere: {running:?}"
+  );
 
   // exec: output, stderr, exit codes, env, working directory (with quotes and spaces).
   eprintln!("tour step: exec: output, stderr, exit codes, env, working directory (with quotes and spaces).");
@@ -378,6 +381,8 @@ async fn tour(client: &RestClient, dialect: Dialect, evicting: bool) {
     error.to_string().starts_with("BoxLite API error 404: "),
     "{error}"
   );
+  let again = client.delete_box(&id, true).await.unwrap_err();
+  assert_eq!(again.code(), "not_found", "deleting twice: {again}");
 
   client.dispose().await.unwrap();
   client.dispose().await.unwrap();

@@ -70,6 +70,9 @@ const BOXRUN_UPLOAD_PART_BYTES: usize = 1024 * 1024;
 const BOXRUN_STAGING_DIR: &str = "/var/tmp";
 /// How long a BoxRun event stream may stay quiet before the execution's status is checked.
 const BOXRUN_STATUS_POLL: Duration = Duration::from_secs(2);
+/// After the status of a quiet BoxRun stream says "finished", in-flight events get this long
+/// before the exit is taken from the status (a cancelled execution's stream never ends).
+const BOXRUN_EXIT_GRACE: Duration = Duration::from_secs(1);
 /// A timed-out exec is killed within this bound before the timeout is reported.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A detaching attach client waits this long for the server to close its side.
@@ -385,24 +388,34 @@ impl Inner {
 
   async fn exec(self: &Arc<Self>, route: &Route, box_id: &str, request: ExecRequest) -> Result<ExecOutput> {
     let deadline = request.timeout_seconds.map(Duration::from_secs_f64);
-    let started: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    // The started execution's guard: if this call is abandoned (dropped) before the command
+    // ends, the guard kills it; a timeout kills it explicitly first.
+    let started: Arc<Mutex<Option<KillOnDrop>>> = Arc::new(Mutex::new(None));
     let name = request_name(&request);
     let work = {
       let started = started.clone();
       async move {
         let execution = self.start_exec(route, box_id, &request).await?;
-        *started.lock().unwrap_or_else(|p| p.into_inner()) = Some(execution.id.clone());
+        *started.lock().unwrap_or_else(|p| p.into_inner()) =
+          Some(self.kill_on_drop(route, box_id, &execution.id));
         let events = self.open_output(route, box_id, &execution.id).await?;
-        collect(events).await
+        let output = collect(events).await;
+        if output.is_ok() {
+          if let Some(guard) = started.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            guard.disarm();
+          }
+        }
+        output
       }
     };
     let Some(limit) = deadline else { return work.await };
     match tokio::time::timeout(limit, work).await {
       Ok(result) => result,
       Err(_) => {
-        let exec_id = started.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(exec_id) = exec_id {
-          self.kill(route, box_id, &exec_id).await;
+        let guard = started.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut guard) = guard {
+          guard.disarm();
+          self.kill(route, box_id, &guard.exec_id).await;
         }
         Err(Error::Timeout {
           operation: format!("exec of '{name}'"),
@@ -412,6 +425,19 @@ impl Inner {
     }
   }
 
+  fn kill_on_drop(self: &Arc<Self>, route: &Route, box_id: &str, exec_id: &str) -> KillOnDrop {
+    KillOnDrop {
+      inner: self.clone(),
+      route: route.clone(),
+      box_id: box_id.to_string(),
+      exec_id: exec_id.to_string(),
+      armed: true,
+      runtime: tokio::runtime::Handle::try_current().ok(),
+    }
+  }
+
+  /// Starts a command and streams its output. The stream owns the execution: dropping it
+  /// before the exit event (a cancelled reader) kills the command.
   async fn exec_stream(
     self: &Arc<Self>,
     route: &Route,
@@ -420,9 +446,10 @@ impl Inner {
   ) -> Result<ExecEventStream> {
     let begun = tokio::time::Instant::now();
     let execution = self.start_exec(route, box_id, &request).await?;
+    let guard = self.kill_on_drop(route, box_id, &execution.id);
     let events = self.open_output(route, box_id, &execution.id).await?;
     let Some(limit) = request.timeout_seconds.map(Duration::from_secs_f64) else {
-      return Ok(events);
+      return Ok(owned(events, guard));
     };
     let killer = {
       let inner = self.clone();
@@ -432,7 +459,10 @@ impl Inner {
       move || async move { inner.kill(&route, &box_id, &exec_id).await }
     };
     let operation = format!("exec of '{}'", request_name(&request));
-    Ok(with_deadline(events, begun + limit, limit, operation, killer))
+    Ok(owned(
+      with_deadline(events, begun + limit, limit, operation, killer),
+      guard,
+    ))
   }
 
   /// Runs a helper command (BoxRun file staging) and fails unless it exits 0.
@@ -566,6 +596,7 @@ impl Inner {
       route: route.clone(),
       box_id: box_id.to_string(),
       dir: staging,
+      runtime: tokio::runtime::Handle::try_current().ok(),
     };
     let spec = route.download_file(box_id, &archive);
     let response = self.transport.send(&spec, Payload::None).await?;
@@ -622,11 +653,17 @@ struct StagingCleanup {
   route: Route,
   box_id: String,
   dir: String,
+  /// See `KillOnDrop::runtime`.
+  runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Drop for StagingCleanup {
   fn drop(&mut self) {
-    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+    let Some(handle) = self
+      .runtime
+      .clone()
+      .or_else(|| tokio::runtime::Handle::try_current().ok())
+    else {
       return;
     };
     let inner = self.inner.clone();
@@ -639,6 +676,69 @@ impl Drop for StagingCleanup {
         .await;
     });
   }
+}
+
+/// Kills an execution this client started for a caller who went away before its end.
+struct KillOnDrop {
+  inner: Arc<Inner>,
+  route: Route,
+  box_id: String,
+  exec_id: String,
+  armed: bool,
+  /// The runtime the guard was made on: a cancelled JS stream is dropped on the JS thread,
+  /// which has no runtime of its own to spawn the kill on.
+  runtime: Option<tokio::runtime::Handle>,
+}
+
+impl KillOnDrop {
+  fn disarm(&mut self) {
+    self.armed = false;
+  }
+}
+
+impl Drop for KillOnDrop {
+  fn drop(&mut self) {
+    if !self.armed {
+      return;
+    }
+    let Some(handle) = self
+      .runtime
+      .clone()
+      .or_else(|| tokio::runtime::Handle::try_current().ok())
+    else {
+      return;
+    };
+    let inner = self.inner.clone();
+    let route = self.route.clone();
+    let box_id = std::mem::take(&mut self.box_id);
+    let exec_id = std::mem::take(&mut self.exec_id);
+    handle.spawn(async move { inner.kill(&route, &box_id, &exec_id).await });
+  }
+}
+
+/// `events` owned by `guard`: the exit event disarms it (so does a timeout, which has killed
+/// the command already); anything else that ends the stream early kills the command.
+fn owned(events: ExecEventStream, guard: KillOnDrop) -> ExecEventStream {
+  Box::pin(futures_util::stream::unfold(
+    Some((events, guard)),
+    |state| async move {
+      let (mut events, mut guard) = state?;
+      match events.next().await {
+        Some(Ok(ExecEvent::Exit(code))) => {
+          guard.disarm();
+          Some((Ok(ExecEvent::Exit(code)), None))
+        }
+        Some(Ok(event)) => Some((Ok(event), Some((events, guard)))),
+        Some(Err(error)) => {
+          if error.code() == "timeout" {
+            guard.disarm();
+          }
+          Some((Err(error), None))
+        }
+        None => None,
+      }
+    },
+  ))
 }
 
 /// Unregisters an attach socket when its event stream goes away.
@@ -687,6 +787,8 @@ fn sse_events(bytes: ByteStream, kind: EventKind, spec: &Spec, transport: Arc<Tr
     queue: VecDeque<ExecEvent>,
     spec: Spec,
     transport: Arc<Transport>,
+    /// BoxRun: the exit code the status reported while the stream stayed quiet.
+    finished: Option<Option<i32>>,
   }
   let state = State {
     bytes,
@@ -695,6 +797,7 @@ fn sse_events(bytes: ByteStream, kind: EventKind, spec: &Spec, transport: Arc<Tr
     queue: VecDeque::new(),
     spec: spec.clone(),
     transport,
+    finished: None,
   };
   Box::pin(futures_util::stream::unfold(Some(state), |state| async move {
     let mut st = state?;
@@ -704,19 +807,29 @@ fn sse_events(bytes: ByteStream, kind: EventKind, spec: &Spec, transport: Arc<Tr
         return Some((Ok(event), if last { None } else { Some(st) }));
       }
       let next = match &st.kind {
-        EventKind::Boxrun(_, status) => match tokio::time::timeout(BOXRUN_STATUS_POLL, st.bytes.next()).await
-        {
-          Ok(next) => next,
-          Err(_) => {
-            let status = status.clone();
-            if let Ok(value) = st.transport.json(&status, Payload::None).await {
-              if boxrun_finished(&value) {
-                return Some((Ok(ExecEvent::Exit(sse::exit_code_of(&value))), None));
+        EventKind::Boxrun(_, status) => {
+          // Once the status says "finished", events still in flight get a grace period.
+          let wait = if st.finished.is_some() {
+            BOXRUN_EXIT_GRACE
+          } else {
+            BOXRUN_STATUS_POLL
+          };
+          match tokio::time::timeout(wait, st.bytes.next()).await {
+            Ok(next) => next,
+            Err(_) => {
+              if let Some(code) = st.finished {
+                return Some((Ok(ExecEvent::Exit(code)), None));
               }
+              let status = status.clone();
+              if let Ok(value) = st.transport.json(&status, Payload::None).await {
+                if boxrun_finished(&value) {
+                  st.finished = Some(sse::exit_code_of(&value));
+                }
+              }
+              continue;
             }
-            continue;
           }
-        },
+        }
         EventKind::SseEra => st.bytes.next().await,
       };
       match next {
@@ -858,11 +971,24 @@ impl BoxClient for RestClient {
 
   async fn delete_box(&self, box_id: &str, force: bool) -> Result<()> {
     let route = self.inner.route().await?;
-    self
+    match self
       .inner
       .transport
       .empty(&route.delete_box(box_id, force), Payload::None)
       .await
+    {
+      // The SSE-era reference server with boxlite SDK 0.10.8 answers the delete of an unknown
+      // box with 500 `InternalError` "not found: <id>" (server-apis.md A.2): a not-found.
+      Err(Error::Api(api))
+        if route.dialect == Dialect::Sse && api.status == 500 && api.message.starts_with("not found:") =>
+      {
+        Err(Error::NotFound {
+          what: "box",
+          id: box_id.to_string(),
+        })
+      }
+      other => other,
+    }
   }
 
   async fn start_box(&self, box_id: &str) -> Result<()> {
@@ -910,7 +1036,13 @@ impl BoxClient for RestClient {
     match route.dialect {
       Dialect::Sse => {
         let spec = route.exec_input(box_id, exec_id, close)?;
-        self.inner.transport.empty(&spec, Payload::Bytes(data)).await
+        let only_close = close && data.is_empty();
+        match self.inner.transport.empty(&spec, Payload::Bytes(data)).await {
+          // Closing the stdin of a command that already ended (409 "stdin is not available"):
+          // what was asked for is the case.
+          Err(Error::Api(api)) if only_close && api.status == 409 => Ok(()),
+          other => other,
+        }
       }
       Dialect::Current => {
         let mut frames = Vec::new();
@@ -1064,9 +1196,10 @@ impl BoxClient for RestClient {
   /// What the file layer may rely on, per dialect and server:
   /// * SSE era, reference server: everything. SSE-era `boxlite serve` (recognised by its
   ///   four-flag `/v1/config` without `defaults`) forgets an execution once its output is
-  ///   opened (no stdin while reading) and nests uploads under `extracted/`.
-  /// * Current: tar uploads are capped at 2 MiB and nested by `boxlite serve`, so only
-  ///   downloads; stdin goes over the attach socket.
+  ///   opened (no stdin while reading), nests uploads under `extracted/` and, like current
+  ///   serve, archives downloads as `./` plus `./<name>/…` (not "top level = basename").
+  /// * Current: tar uploads are capped at 2 MiB and nested by `boxlite serve`, downloads have
+  ///   the `./` layout above; stdin goes over the attach socket, so files go through execs.
   /// * BoxRun: tar upload and download are emulated here (staged parts and an in-box `tar`),
   ///   without size limit; executions have no stdin.
   async fn features(&self) -> Result<Features> {
@@ -1084,10 +1217,22 @@ impl BoxClient for RestClient {
             }
           })
           .await;
-        Features { tar_upload: !evicting, tar_download: true, exec_stdin: !evicting }
+        Features {
+          tar_upload: !evicting,
+          tar_download: !evicting,
+          exec_stdin: !evicting,
+        }
       }
-      Dialect::Current => Features { tar_upload: false, tar_download: true, exec_stdin: true },
-      Dialect::Boxrun => Features { tar_upload: true, tar_download: true, exec_stdin: false },
+      Dialect::Current => Features {
+        tar_upload: false,
+        tar_download: false,
+        exec_stdin: true,
+      },
+      Dialect::Boxrun => Features {
+        tar_upload: true,
+        tar_download: true,
+        exec_stdin: false,
+      },
     })
   }
 

@@ -12,9 +12,16 @@ setup_node_packages
 TESTBED_PYTHON="$(setup_python_testbed | tail -n 1)"
 build_addon
 
-if verdict="$("$ROOT/scripts/probe-vm.sh" --cached 2>/dev/null)"; then
+# A local OCI layout (scripts/build-oci-rootfs.sh DIR) avoids a registry pull: BOXLITE_TEST_ROOTFS=DIR.
+probe_args=(--cached)
+image_args=()
+if [[ -n "${BOXLITE_TEST_ROOTFS:-}" ]]; then
+  probe_args+=(--rootfs "$BOXLITE_TEST_ROOTFS")
+  image_args=(--image "$(cd "$BOXLITE_TEST_ROOTFS" && pwd)")
+fi
+if verdict="$("$ROOT/scripts/probe-vm.sh" "${probe_args[@]}" 2>/dev/null)"; then
   echo "real VMs boot here ($verdict): running the demo on the real boxlite SDK"
-  exec node "$ROOT/examples/demo.mjs" --python "${BOXLITE_TEST_PYTHON:-$ROOT/python/testbed/.venv-real/bin/python}"
+  exec node "$ROOT/examples/demo.mjs" --python "${BOXLITE_TEST_PYTHON:-$ROOT/python/testbed/.venv-real/bin/python}" "${image_args[@]}"
 else
   echo "real VMs cannot boot here (${verdict:-probe failed}): running the demo on the SDK SIMULATOR (a test double, no VM isolation)"
   exec node "$ROOT/examples/demo.mjs" --python "$TESTBED_PYTHON" --simulator

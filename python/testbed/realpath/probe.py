@@ -255,6 +255,10 @@ def boot_failure_line(res: dict, facts: dict, source: str) -> str:
     low = msg.lower()
     if "pull" in low or "registry" in low:
         hint = " (no container registry reachable? build a local rootfs with scripts/build-oci-rootfs.sh and pass --rootfs)"
+        if nested_pvm(facts):
+            # The pull failed first, but the host itself is the deeper reason: say so.
+            hint += (f"; besides, {facts['kvm_device']} is a nested PVM hypervisor, where boxlite guests die with "
+                     "KVM_EXIT_INTERNAL_ERROR even from a local rootfs")
     if res.get("error_code") == "timeout":
         return f"no: boxlite {version} did not boot a VM from {source} within the timeout ({msg})"
     return f"no: boxlite {version} could not boot a VM from {source}: {stage}() raised {sdk}{hint}"

@@ -1,4 +1,5 @@
-"""Shared pytest fixtures.  Simulator fixtures: ``sim_home``, ``sim_rt``."""
+"""Shared pytest fixtures.  Simulator fixtures: ``sim_home``, ``sim_rt``; every test of a module
+with a ``srv`` test-server fixture starts from a clean server."""
 
 from __future__ import annotations
 
@@ -23,3 +24,11 @@ def sim_rt(sim_home):
     yield rt
     core = rt._core
     run_sync(lambda: core.shutdown(None), timeout=30)
+
+
+@pytest.fixture(autouse=True)
+def _reset_test_server(request):
+    """After each test that used the module's ``srv`` server: no boxes, faults or request log."""
+    yield
+    if "srv" in request.fixturenames:
+        request.getfixturevalue("srv").reset()

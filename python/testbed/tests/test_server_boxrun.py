@@ -19,12 +19,6 @@ def srv():
     assert s.stop() == 0
 
 
-@pytest.fixture(autouse=True)
-def _clean(srv):
-    yield
-    srv.reset()
-
-
 def create(srv, **body):
     body.setdefault("image", "ubuntu:24.04")
     body.setdefault("cpu", 1)

@@ -22,12 +22,6 @@ def srv():
     assert s.stop() == 0
 
 
-@pytest.fixture(autouse=True)
-def _clean(srv):
-    yield
-    srv.reset()
-
-
 def create(srv, **body):
     body.setdefault("image", "alpine:latest")
     r = srv.req("POST", "/v1/boxes", json=body)

@@ -24,12 +24,6 @@ def srv():
     assert s.stop() == 0
 
 
-@pytest.fixture(autouse=True)
-def _clean(srv):
-    yield
-    srv.reset()
-
-
 def add(srv, *rules):
     r = srv.control("POST", "/faults", json=list(rules))
     assert r.status_code == 200, r.text

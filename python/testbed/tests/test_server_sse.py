@@ -30,12 +30,6 @@ def srv():
     assert s.stop() == 0
 
 
-@pytest.fixture(autouse=True)
-def _clean(srv):
-    yield
-    srv.reset()
-
-
 def create(srv, **body):
     body.setdefault("image", "alpine:latest")
     body.setdefault("auto_remove", False)

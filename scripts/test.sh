@@ -33,6 +33,13 @@ suite() {
 
 # The same target triple as `napi build`, so the suites reuse its compiled dependencies.
 HOST_TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
+lint() {
+  cargo fmt --all --check &&
+    cargo clippy --workspace --all-targets --target "$HOST_TRIPLE" -- -D warnings &&
+    PYO3_PYTHON="${PYO3_PYTHON:-$(python3 -c 'import sys; print(sys.executable)')}" \
+      cargo clippy -p boxlite-core --features local --all-targets --target "$HOST_TRIPLE" -- -D warnings
+}
+suite "lint (rustfmt, clippy)" lint
 suite "cargo test" cargo test --workspace --target "$HOST_TRIPLE"
 if [[ -f "$ROOT/scripts/test-local-engine.sh" ]]; then
   suite "cargo test (embedded Python)" "$ROOT/scripts/test-local-engine.sh"

@@ -18,7 +18,9 @@ impl NativeAdapter {
   /// Takes the config as plain JSON; never throws (an unusable config is reported on first use).
   #[napi(constructor)]
   pub fn new(config: serde_json::Value) -> Self {
-    NativeAdapter { inner: Arc::new(boxlite_core::Adapter::new(&config)) }
+    NativeAdapter {
+      inner: Arc::new(boxlite_core::Adapter::new(&config)),
+    }
   }
 
   /// Validates the config and reports the first unusable field, or nothing.

@@ -6,7 +6,10 @@ use boxlite_core::Error;
 use napi::Status;
 
 pub fn to_napi(error: Error) -> napi::Error {
-  napi::Error::new(Status::GenericFailure, format!("[boxlite:{}] {}", error.code(), error))
+  napi::Error::new(
+    Status::GenericFailure,
+    format!("[boxlite:{}] {}", error.code(), error),
+  )
 }
 
 /// Every code the core can produce, so the JS mapper's test can check it handles each one.

@@ -21,13 +21,17 @@ fn options(value: Option<Value>) -> Result<ExecOptions> {
 
 #[napi]
 impl NativeAdapter {
-  #[napi(ts_return_type = "Promise<{ id: string; state: string; createdAt: string; image: string; status: string }>")]
+  #[napi(
+    ts_return_type = "Promise<{ id: string; state: string; createdAt: string; image: string; status: string }>"
+  )]
   pub async fn create_sandbox(&self, config: Value) -> Result<Value> {
     let config: CreateConfig = from_js("config", config)?;
     to_js(self.core().create_sandbox(&config).await.map_err(to_napi)?)
   }
 
-  #[napi(ts_return_type = "Promise<{ id: string; state: string; createdAt: string; image: string; status: string }>")]
+  #[napi(
+    ts_return_type = "Promise<{ id: string; state: string; createdAt: string; image: string; status: string }>"
+  )]
   pub async fn get_sandbox(&self, id: String) -> Result<Value> {
     to_js(self.core().get_sandbox(&id).await.map_err(to_napi)?)
   }
@@ -47,7 +51,12 @@ impl NativeAdapter {
   }
 
   #[napi(ts_return_type = "Promise<{ exitCode: number; stdout: string; stderr: string }>")]
-  pub async fn sandbox_exec(&self, id: String, command: String, options_value: Option<Value>) -> Result<Value> {
+  pub async fn sandbox_exec(
+    &self,
+    id: String,
+    command: String,
+    options_value: Option<Value>,
+  ) -> Result<Value> {
     let options = options(options_value)?;
     to_js(self.core().exec(&id, &command, &options).await.map_err(to_napi)?)
   }
@@ -69,7 +78,12 @@ impl NativeAdapter {
   }
 
   #[napi]
-  pub async fn write_file(&self, id: String, path: String, content: Either<String, Uint8Array>) -> Result<()> {
+  pub async fn write_file(
+    &self,
+    id: String,
+    path: String,
+    content: Either<String, Uint8Array>,
+  ) -> Result<()> {
     let data = match content {
       Either::A(text) => Bytes::from(text.into_bytes()),
       Either::B(array) => Bytes::copy_from_slice(&array),
@@ -90,16 +104,29 @@ impl NativeAdapter {
     &self,
     env: &'env Env,
     id: String,
-    #[napi(ts_arg_type = "Uint8Array | ReadableStream<Uint8Array>")] archive: Either<Uint8Array, ReadableStream<Uint8Array>>,
+    #[napi(ts_arg_type = "Uint8Array | ReadableStream<Uint8Array>")] archive: Either<
+      Uint8Array,
+      ReadableStream<Uint8Array>,
+    >,
     dest_dir: String,
   ) -> Result<PromiseRaw<'env, ()>> {
     let archive = byte_stream_from_js(archive)?;
     let core = self.core();
-    env.spawn_future(async move { core.upload_archive(&id, archive, &dest_dir).await.map_err(to_napi) })
+    env.spawn_future(async move {
+      core
+        .upload_archive(&id, archive, &dest_dir)
+        .await
+        .map_err(to_napi)
+    })
   }
 
   #[napi(ts_return_type = "Promise<ReadableStream<Uint8Array>>")]
-  pub fn download_archive<'env>(&self, env: &'env Env, id: String, src_dir: String) -> Result<PromiseRaw<'env, JsBytes<'env>>> {
+  pub fn download_archive<'env>(
+    &self,
+    env: &'env Env,
+    id: String,
+    src_dir: String,
+  ) -> Result<PromiseRaw<'env, JsBytes<'env>>> {
     let core = self.core();
     env.spawn_future_with_callback(
       async move { core.download_archive(&id, &src_dir).await.map_err(to_napi) },
@@ -130,6 +157,9 @@ impl NativeAdapter {
 
   #[napi]
   pub fn expose_port(&self, id: String, port: u32, hostname: Option<String>) -> Result<String> {
-    self.core().expose_port(&id, port, hostname.as_deref()).map_err(to_napi)
+    self
+      .core()
+      .expose_port(&id, port, hostname.as_deref())
+      .map_err(to_napi)
   }
 }

@@ -107,11 +107,12 @@ export function adapterModes(target) {
       },
     ]
   }
-  const remote = (name, dialect, args, config, env) => ({
+  // `key` names the mode (BOXLITE_TEST_MODES); `args` start the test server.
+  const remote = (name, key, args, config, env) => ({
     name,
-    dialect,
+    dialect: key,
     setup: async () => {
-      const server = await startTestServer(target, ['--dialect', dialect, ...args], env)
+      const server = await startTestServer(target, args, env)
       return { server, config: { apiUrl: server.url, ...config }, teardown: () => server.stop() }
     },
   })
@@ -130,12 +131,21 @@ export function adapterModes(target) {
     remote(
       'remote sse',
       'sse',
-      ['--auth', 'client-credentials', '--client-id', CLIENT.id, '--client-secret', CLIENT.secret],
+      ['--dialect', 'sse', '--auth', 'client-credentials', '--client-id', CLIENT.id, '--client-secret', CLIENT.secret],
       { clientId: CLIENT.id, clientSecret: CLIENT.secret },
     ),
-    remote('remote current', 'current', ['--auth', 'token', '--token', TOKEN], { apiToken: TOKEN }),
+    // The SSE-era `boxlite serve`: fixed `default` prefix, stub token endpoint, executions
+    // forgotten once their output is opened (no stdin), nested uploads.
+    remote(
+      'remote sse (boxlite serve)',
+      'sse-serve',
+      ['--dialect', 'sse', '--sse-flavor', 'serve', '--prefix', 'default', '--auth', 'client-credentials', '--client-id', CLIENT.id,
+        '--client-secret', CLIENT.secret],
+      { clientId: CLIENT.id, clientSecret: CLIENT.secret },
+    ),
+    remote('remote current', 'current', ['--dialect', 'current', '--auth', 'token', '--token', TOKEN], { apiToken: TOKEN }),
     // BoxRun admits boxes up to the host's CPU count (2 here, one default box); operators raise
     // it with BOXRUN_MAX_CPU, as the suites need several boxes at once.
-    remote('remote boxrun', 'boxrun', ['--auth', 'none'], {}, { BOXRUN_MAX_CPU: '64' }),
+    remote('remote boxrun', 'boxrun', ['--dialect', 'boxrun', '--auth', 'none'], {}, { BOXRUN_MAX_CPU: '64' }),
   ]
 }

@@ -125,14 +125,18 @@ for (const mode of modes) {
       expect(err.message).toContain('loopback')
     })
 
-    if (mode.dialect === 'boxrun') {
-      it('says clearly that BoxRun cannot run an interactive shell', async (ctx) => {
+    // Servers whose executions take no stdin cannot run a shell: BoxRun, and SSE-era
+    // boxlite serve (it forgets an execution once its output is read).
+    const noStdin = { boxrun: /BoxRun server \(dialect boxrun\)/, 'sse-serve': /dialect sse\): boxlite serve/ }
+    if (mode.dialect in noStdin) {
+      it('says clearly that this server cannot run an interactive shell', async (ctx) => {
         if (target.skip) return ctx.skip()
         const err = await sandbox.startTerminal!().catch((e) => e)
         expect(err).toBeInstanceOf(ProviderError)
         expect(err.sandboxId).toBe(sandbox.id)
         expect(err.cause.code).toBe('unsupported')
-        expect(err.message).toMatch(/startTerminal .*stdin.* is not supported by BoxRun server/)
+        expect(err.message).toMatch(/startTerminal .*stdin.* is not supported by /)
+        expect(err.message).toMatch(noStdin[mode.dialect as keyof typeof noStdin])
       })
       return
     }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::client::BoxClient;
 use crate::config::AdapterConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::sandbox::Polling;
 
 pub struct Adapter {
@@ -39,7 +39,13 @@ impl Adapter {
   /// An adapter over a given client (tests drive the sandbox logic with a fake).
   #[cfg(test)]
   pub(crate) fn with_client(raw_config: &Value, client: Arc<dyn BoxClient>) -> Self {
-    let adapter = Adapter { polling: Polling { first: std::time::Duration::ZERO, max: std::time::Duration::from_millis(5) }, ..Adapter::new(raw_config) };
+    let adapter = Adapter {
+      polling: Polling {
+        first: std::time::Duration::ZERO,
+        max: std::time::Duration::from_millis(5),
+      },
+      ..Adapter::new(raw_config)
+    };
     let _ = adapter.client.set(client);
     adapter
   }
@@ -83,7 +89,7 @@ fn build_client(config: &AdapterConfig) -> Result<Arc<dyn BoxClient>> {
     #[cfg(feature = "local")]
     AdapterConfig::Local(local) => crate::local::connect(local),
     #[cfg(not(feature = "local"))]
-    AdapterConfig::Local(_) => Err(Error::Environment {
+    AdapterConfig::Local(_) => Err(crate::error::Error::Environment {
       message: "this build of the addon has no local mode (built without the 'local' feature)".into(),
     }),
   }
@@ -103,8 +109,15 @@ mod tests {
 
   #[test]
   fn host_is_the_api_host_remotely_and_loopback_locally() {
-    assert_eq!(Adapter::new(&json!({"apiUrl": "http://boxrun.example.com:9090"})).host().unwrap(), "boxrun.example.com");
-    assert_eq!(Adapter::new(&json!({"mode": "local"})).host().unwrap(), "127.0.0.1");
+    assert_eq!(
+      Adapter::new(&json!({"apiUrl": "http://boxrun.example.com:9090"}))
+        .host()
+        .unwrap(),
+      "boxrun.example.com"
+    );
+    assert_eq!(
+      Adapter::new(&json!({"mode": "local"})).host().unwrap(),
+      "127.0.0.1"
+    );
   }
-
 }

@@ -43,13 +43,19 @@ pub fn single_file_tar(name: &str, data: Bytes, mode: u32) -> Result<ByteStream>
   header.set_entry_type(tar::EntryType::Regular);
   header.set_size(data.len() as u64);
   header.set_mode(mode);
-  header.set_mtime(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+  header.set_mtime(
+    std::time::SystemTime::now()
+      .duration_since(std::time::UNIX_EPOCH)
+      .map_or(0, |d| d.as_secs()),
+  );
   header.set_cksum();
   head.extend_from_slice(header.as_bytes());
   let padding = (BLOCK - data.len() % BLOCK) % BLOCK;
   let tail = Bytes::from(vec![0u8; padding + 2 * BLOCK]);
   let parts = vec![Bytes::from(head), data, tail];
-  Ok(Box::pin(futures_util::stream::iter(parts.into_iter().filter(|b| !b.is_empty()).map(Ok))))
+  Ok(Box::pin(futures_util::stream::iter(
+    parts.into_iter().filter(|b| !b.is_empty()).map(Ok),
+  )))
 }
 
 fn pad_to_block(buffer: &mut Vec<u8>) {
@@ -79,10 +85,14 @@ pub async fn plain_tar(stream: ByteStream) -> Result<ByteStream> {
   if !gzip {
     return Ok(stream);
   }
-  Ok(blocking_transform(stream, "decompressing the gzip archive", |input, output| {
-    let mut decoder = flate2::read::MultiGzDecoder::new(input);
-    io::copy(&mut decoder, output).map(drop)
-  }))
+  Ok(blocking_transform(
+    stream,
+    "decompressing the gzip archive",
+    |input, output| {
+      let mut decoder = flate2::read::MultiGzDecoder::new(input);
+      io::copy(&mut decoder, output).map(drop)
+    },
+  ))
 }
 
 /// Rewrites a tar downloaded for `src_path` into a gzip tar of the directory's contents, as
@@ -91,7 +101,9 @@ pub async fn plain_tar(stream: ByteStream) -> Result<ByteStream> {
 /// that level is removed. Modes, symlinks, hard links and empty directories are kept. (The tar
 /// crate drops the `./` of entry names; extraction is the same.)
 pub fn contents_archive(tar_stream: ByteStream, src_path: &str) -> ByteStream {
-  let top = Path::new(src_path).file_name().map(|n| n.to_string_lossy().into_owned());
+  let top = Path::new(src_path)
+    .file_name()
+    .map(|n| n.to_string_lossy().into_owned());
   blocking_transform(tar_stream, "re-archiving the directory", move |input, output| {
     let encoder = flate2::write::GzEncoder::new(output, flate2::Compression::fast());
     let mut builder = tar::Builder::new(encoder);
@@ -101,8 +113,13 @@ pub fn contents_archive(tar_stream: ByteStream, src_path: &str) -> ByteStream {
     for entry in archive.entries()? {
       let mut entry = entry?;
       let path = normalized(&entry.path()?);
+      if path.as_os_str().is_empty() {
+        // `boxlite serve` archives start with a `./` entry above the wrapper: not content.
+        continue;
+      }
       // The first entry decides whether a wrapping top-level directory is present.
-      let strip_prefix = strip.get_or_insert_with(|| wrapper_dir(&path, entry.header().entry_type(), top.as_deref()));
+      let strip_prefix =
+        strip.get_or_insert_with(|| wrapper_dir(&path, entry.header().entry_type(), top.as_deref()));
       let relative = match strip_prefix {
         Some(prefix) => match path.strip_prefix(&*prefix) {
           Ok(rest) => rest.to_path_buf(),
@@ -110,7 +127,11 @@ pub fn contents_archive(tar_stream: ByteStream, src_path: &str) -> ByteStream {
         },
         None => path.clone(),
       };
-      let name = if relative.as_os_str().is_empty() { PathBuf::from(".") } else { Path::new(".").join(&relative) };
+      let name = if relative.as_os_str().is_empty() {
+        PathBuf::from(".")
+      } else {
+        Path::new(".").join(&relative)
+      };
       let mut header = entry.header().clone();
       match header.entry_type() {
         tar::EntryType::Symlink | tar::EntryType::Link => {
@@ -118,7 +139,10 @@ pub fn contents_archive(tar_stream: ByteStream, src_path: &str) -> ByteStream {
           let target = if header.entry_type() == tar::EntryType::Link {
             // Hard-link targets are archive paths: rewrite them like entry names.
             let t = normalized(&target);
-            let t = strip_prefix.as_ref().and_then(|p| t.strip_prefix(p).ok().map(Path::to_path_buf)).unwrap_or(t);
+            let t = strip_prefix
+              .as_ref()
+              .and_then(|p| t.strip_prefix(p).ok().map(Path::to_path_buf))
+              .unwrap_or(t);
             Path::new(".").join(t)
           } else {
             target
@@ -126,7 +150,11 @@ pub fn contents_archive(tar_stream: ByteStream, src_path: &str) -> ByteStream {
           builder.append_link(&mut header, &name, &target)?;
         }
         tar::EntryType::Directory => {
-          let dir_name = if name == Path::new(".") { PathBuf::from("./") } else { name };
+          let dir_name = if name == Path::new(".") {
+            PathBuf::from("./")
+          } else {
+            name
+          };
           builder.append_data(&mut header, dir_name, io::empty())?;
         }
         _ => builder.append_data(&mut header, &name, &mut entry)?,
@@ -152,7 +180,10 @@ fn wrapper_dir(first: &Path, kind: tar::EntryType, top: Option<&str>) -> Option<
 
 /// `./a/b` and `a/b/` both become `a/b`; `.` becomes the empty path.
 fn normalized(path: &Path) -> PathBuf {
-  path.components().filter(|c| matches!(c, Component::Normal(_))).collect()
+  path
+    .components()
+    .filter(|c| matches!(c, Component::Normal(_)))
+    .collect()
 }
 
 /// The content of the single regular file of a downloaded tar (readFile). A directory or an
@@ -163,18 +194,28 @@ pub fn single_file_content(tar_stream: ByteStream, path: &str) -> ByteStream {
     let mut archive = tar::Archive::new(input);
     for entry in archive.entries()? {
       let mut entry = entry?;
+      if normalized(&entry.path()?).as_os_str().is_empty() {
+        // The `./` entry some servers put first.
+        continue;
+      }
       match entry.header().entry_type() {
         tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
           io::copy(&mut entry, output)?;
           return Ok(());
         }
         tar::EntryType::Directory => {
-          return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("'{path}' is a directory, not a file")))
+          return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("'{path}' is a directory, not a file"),
+          ))
         }
         _ => continue,
       }
     }
-    Err(io::Error::new(io::ErrorKind::NotFound, format!("'{path}' is not a regular file in the box")))
+    Err(io::Error::new(
+      io::ErrorKind::NotFound,
+      format!("'{path}' is not a regular file in the box"),
+    ))
   })
 }
 
@@ -183,45 +224,59 @@ pub fn single_file_content(tar_stream: ByteStream, path: &str) -> ByteStream {
 pub fn decode_base64_stream(text: ByteStream) -> ByteStream {
   use base64::Engine as _;
   let state = (text, Vec::<u8>::new(), false);
-  Box::pin(futures_util::stream::unfold(state, |(mut text, mut pending, done)| async move {
-    if done {
-      return None;
-    }
-    loop {
-      match text.next().await {
-        Some(Ok(chunk)) => {
-          pending.extend(chunk.iter().copied().filter(|b| !b.is_ascii_whitespace()));
-          let usable = pending.len() / 4 * 4;
-          if usable == 0 {
-            continue;
+  Box::pin(futures_util::stream::unfold(
+    state,
+    |(mut text, mut pending, done)| async move {
+      if done {
+        return None;
+      }
+      loop {
+        match text.next().await {
+          Some(Ok(chunk)) => {
+            pending.extend(chunk.iter().copied().filter(|b| !b.is_ascii_whitespace()));
+            let usable = pending.len() / 4 * 4;
+            if usable == 0 {
+              continue;
+            }
+            let rest = pending.split_off(usable);
+            let decoded = base64::engine::general_purpose::STANDARD.decode(&pending);
+            pending = rest;
+            return Some((
+              decoded.map(Bytes::from).map_err(|e| base64_error(&e)),
+              (text, pending, false),
+            ));
           }
-          let rest = pending.split_off(usable);
-          let decoded = base64::engine::general_purpose::STANDARD.decode(&pending);
-          pending = rest;
-          return Some((decoded.map(Bytes::from).map_err(|e| base64_error(&e)), (text, pending, false)));
-        }
-        Some(Err(error)) => return Some((Err(error), (text, pending, true))),
-        None if pending.is_empty() => return None,
-        None => {
-          let decoded = base64::engine::general_purpose::STANDARD.decode(&pending);
-          return Some((decoded.map(Bytes::from).map_err(|e| base64_error(&e)), (text, Vec::new(), true)));
+          Some(Err(error)) => return Some((Err(error), (text, pending, true))),
+          None if pending.is_empty() => return None,
+          None => {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(&pending);
+            return Some((
+              decoded.map(Bytes::from).map_err(|e| base64_error(&e)),
+              (text, Vec::new(), true),
+            ));
+          }
         }
       }
-    }
-  }))
+    },
+  ))
 }
 
 fn base64_error(error: &base64::DecodeError) -> Error {
-  Error::Protocol { method: "exec".into(), path: "stdout".into(), message: format!("invalid base64 output: {error}") }
+  Error::Protocol {
+    method: "exec".into(),
+    path: "stdout".into(),
+    message: format!("invalid base64 output: {error}"),
+  }
 }
 
 /// Collects a byte stream (for small payloads only: a file read for readFile's `Uint8Array`).
 pub async fn collect(stream: ByteStream) -> Result<Vec<u8>> {
-  stream.try_fold(Vec::new(), |mut all, chunk| async move {
-    all.extend_from_slice(&chunk);
-    Ok(all)
-  })
-  .await
+  stream
+    .try_fold(Vec::new(), |mut all, chunk| async move {
+      all.extend_from_slice(&chunk);
+      Ok(all)
+    })
+    .await
 }
 
 /// Runs a synchronous `Read` → `Write` transform on a blocking thread between two async streams.
@@ -235,7 +290,10 @@ where
   let mut bridge = SyncIoBridge::new(reader);
   let error_tx = tx.clone();
   tokio::task::spawn_blocking(move || {
-    let mut writer = ChannelWriter { tx, buffer: Vec::with_capacity(CHUNK_BYTES) };
+    let mut writer = ChannelWriter {
+      tx,
+      buffer: Vec::with_capacity(CHUNK_BYTES),
+    };
     let outcome = transform(&mut bridge, &mut writer).and_then(|()| writer.flush_buffer());
     if let Err(error) = outcome {
       if error.kind() != io::ErrorKind::BrokenPipe {
@@ -243,7 +301,9 @@ where
       }
     }
   });
-  Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+  Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+    rx.recv().await.map(|item| (item, rx))
+  }))
 }
 
 /// Carries a core error through `io::Error` so it comes out unchanged on the other side.
@@ -259,14 +319,22 @@ impl std::fmt::Display for CarriedError {
 impl std::error::Error for CarriedError {}
 
 fn from_io(error: io::Error, doing: &str) -> Error {
-  if let Some(carried) = error.get_ref().and_then(|inner| inner.downcast_ref::<CarriedError>()) {
+  if let Some(carried) = error
+    .get_ref()
+    .and_then(|inner| inner.downcast_ref::<CarriedError>())
+  {
     return carried.0.clone();
   }
   match error.kind() {
-    io::ErrorKind::NotFound | io::ErrorKind::InvalidInput => {
-      Error::InvalidArgument { argument: "path".into(), problem: error.to_string() }
-    }
-    _ => Error::Protocol { method: "archive".into(), path: doing.into(), message: error.to_string() },
+    io::ErrorKind::NotFound | io::ErrorKind::InvalidInput => Error::InvalidArgument {
+      argument: "path".into(),
+      problem: error.to_string(),
+    },
+    _ => Error::Protocol {
+      method: "archive".into(),
+      path: doing.into(),
+      message: error.to_string(),
+    },
   }
 }
 
@@ -282,8 +350,14 @@ impl ChannelWriter {
     if self.buffer.is_empty() {
       return Ok(());
     }
-    let chunk = Bytes::from(std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES)));
-    self.tx.blocking_send(Ok(chunk)).map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
+    let chunk = Bytes::from(std::mem::replace(
+      &mut self.buffer,
+      Vec::with_capacity(CHUNK_BYTES),
+    ));
+    self
+      .tx
+      .blocking_send(Ok(chunk))
+      .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
   }
 }
 
@@ -306,10 +380,15 @@ mod tests {
   use super::*;
 
   fn stream_of(chunks: Vec<Vec<u8>>) -> ByteStream {
-    Box::pin(futures_util::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c)))))
+    Box::pin(futures_util::stream::iter(
+      chunks.into_iter().map(|c| Ok(Bytes::from(c))),
+    ))
   }
 
-  fn read_entries(tar_bytes: &[u8]) -> Vec<(String, tar::EntryType, Vec<u8>, u32, Option<String>)> {
+  /// `(path, kind, content, mode, link target)` of each entry.
+  type Entry = (String, tar::EntryType, Vec<u8>, u32, Option<String>);
+
+  fn read_entries(tar_bytes: &[u8]) -> Vec<Entry> {
     let mut archive = tar::Archive::new(tar_bytes);
     archive
       .entries()
@@ -334,33 +413,81 @@ mod tests {
   }
 
   /// A docker-cp-style download of directory `top`: `top/`, `top/a.txt`, `top/sub/`,
-  /// `top/sub/link -> ../a.txt`, `top/empty/`, optionally `./`-prefixed.
+  /// `top/sub/link -> ../a.txt`, `top/empty/`; `dot_prefix` makes it `boxlite serve`'s layout
+  /// (a `./` entry first, then `./top/…`).
   fn server_download(top: &str, dot_prefix: bool) -> Vec<u8> {
-    let p = |rel: &str| if dot_prefix { format!("./{top}{rel}") } else { format!("{top}{rel}") };
+    let p = |rel: &str| {
+      if dot_prefix {
+        format!("./{top}{rel}")
+      } else {
+        format!("{top}{rel}")
+      }
+    };
     let mut builder = tar::Builder::new(Vec::new());
     let mut dir = tar::Header::new_gnu();
     dir.set_entry_type(tar::EntryType::Directory);
     dir.set_mode(0o755);
     dir.set_size(0);
-    builder.append_data(&mut dir.clone(), p("/"), io::empty()).unwrap();
+    if dot_prefix {
+      dot_entry(&mut builder);
+    }
+    builder
+      .append_data(&mut dir.clone(), p("/"), io::empty())
+      .unwrap();
     let mut file = tar::Header::new_gnu();
     file.set_mode(0o750);
     file.set_size(5);
-    builder.append_data(&mut file, p("/a.txt"), &b"hello"[..]).unwrap();
-    builder.append_data(&mut dir.clone(), p("/sub/"), io::empty()).unwrap();
+    builder
+      .append_data(&mut file, p("/a.txt"), &b"hello"[..])
+      .unwrap();
+    builder
+      .append_data(&mut dir.clone(), p("/sub/"), io::empty())
+      .unwrap();
     let mut link = tar::Header::new_gnu();
     link.set_entry_type(tar::EntryType::Symlink);
     link.set_size(0);
     link.set_mode(0o777);
-    builder.append_link(&mut link, p("/sub/link"), "../a.txt").unwrap();
-    builder.append_data(&mut dir.clone(), p("/empty/"), io::empty()).unwrap();
+    builder
+      .append_link(&mut link, p("/sub/link"), "../a.txt")
+      .unwrap();
+    builder
+      .append_data(&mut dir.clone(), p("/empty/"), io::empty())
+      .unwrap();
     builder.into_inner().unwrap()
+  }
+
+  /// A raw `./` directory entry (the tar crate's builder would normalize the name away).
+  fn dot_entry(builder: &mut tar::Builder<Vec<u8>>) {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_size(0);
+    header.as_gnu_mut().unwrap().name[..2].copy_from_slice(b"./");
+    header.set_cksum();
+    builder.append(&header, io::empty()).unwrap();
+  }
+
+  #[tokio::test]
+  async fn single_file_content_skips_the_dot_entry_of_serve_downloads() {
+    let mut builder = tar::Builder::new(Vec::new());
+    dot_entry(&mut builder);
+    let mut file = tar::Header::new_gnu();
+    file.set_size(3);
+    file.set_mode(0o644);
+    builder.append_data(&mut file, "./name.txt", &b"abc"[..]).unwrap();
+    let input = builder.into_inner().unwrap();
+    let content = collect(single_file_content(stream_of(vec![input]), "/x/name.txt"))
+      .await
+      .unwrap();
+    assert_eq!(content, b"abc");
   }
 
   #[tokio::test]
   async fn single_file_tar_holds_exactly_the_bytes_and_mode() {
     let data = Bytes::from((0..=255u8).cycle().take(70_000).collect::<Vec<_>>());
-    let tar_bytes = collect(single_file_tar("f.bin", data.clone(), 0o640).unwrap()).await.unwrap();
+    let tar_bytes = collect(single_file_tar("f.bin", data.clone(), 0o640).unwrap())
+      .await
+      .unwrap();
     assert_eq!(tar_bytes.len() % 512, 0);
     let entries = read_entries(&tar_bytes);
     assert_eq!(entries.len(), 1);
@@ -372,13 +499,17 @@ mod tests {
   #[tokio::test]
   async fn single_file_tar_keeps_names_longer_than_100_bytes() {
     let name = format!("{}.txt", "n".repeat(150));
-    let tar_bytes = collect(single_file_tar(&name, Bytes::from_static(b"x"), 0o644).unwrap()).await.unwrap();
+    let tar_bytes = collect(single_file_tar(&name, Bytes::from_static(b"x"), 0o644).unwrap())
+      .await
+      .unwrap();
     assert_eq!(read_entries(&tar_bytes)[0].0, name);
   }
 
   #[tokio::test]
   async fn single_file_tar_of_an_empty_file_is_valid() {
-    let tar_bytes = collect(single_file_tar("empty", Bytes::new(), 0o644).unwrap()).await.unwrap();
+    let tar_bytes = collect(single_file_tar("empty", Bytes::new(), 0o644).unwrap())
+      .await
+      .unwrap();
     let entries = read_entries(&tar_bytes);
     assert_eq!((entries[0].0.as_str(), entries[0].2.len()), ("empty", 0));
   }
@@ -386,26 +517,39 @@ mod tests {
   #[tokio::test]
   async fn plain_tar_passes_plain_input_through_and_gunzips_gzip_input() {
     let tar_bytes = server_download("d", false);
-    let plain = collect(plain_tar(stream_of(vec![tar_bytes.clone()])).await.unwrap()).await.unwrap();
+    let plain = collect(plain_tar(stream_of(vec![tar_bytes.clone()])).await.unwrap())
+      .await
+      .unwrap();
     assert_eq!(plain, tar_bytes);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&tar_bytes).unwrap();
     let gz = gz.finish().unwrap();
     // Split the gzip magic across chunks to exercise the sniffing.
     let chunks = vec![gz[..1].to_vec(), gz[1..10].to_vec(), gz[10..].to_vec()];
-    let unzipped = collect(plain_tar(stream_of(chunks)).await.unwrap()).await.unwrap();
+    let unzipped = collect(plain_tar(stream_of(chunks)).await.unwrap())
+      .await
+      .unwrap();
     assert_eq!(unzipped, tar_bytes);
   }
 
   #[tokio::test]
   async fn contents_archive_strips_the_basename_wrapper_and_keeps_links_modes_and_empty_dirs() {
     for dot in [false, true] {
-      let out = collect(contents_archive(stream_of(vec![server_download("src", dot)]), "/data/src")).await.unwrap();
+      let out = collect(contents_archive(
+        stream_of(vec![server_download("src", dot)]),
+        "/data/src",
+      ))
+      .await
+      .unwrap();
       let entries = read_entries(&gunzip(&out));
       let names: Vec<_> = entries.iter().map(|e| e.0.as_str()).collect();
       // The tar crate writes relative names without `./` (extraction is the same as for
       // `tar czf - -C src .`); the root entry carries the directory's own mode.
-      assert_eq!(names, ["./", "a.txt", "sub", "sub/link", "empty"], "dot prefix: {dot}");
+      assert_eq!(
+        names,
+        ["./", "a.txt", "sub", "sub/link", "empty"],
+        "dot prefix: {dot}"
+      );
       assert_eq!(entries[2].1, tar::EntryType::Directory);
       assert_eq!(entries[1].2, b"hello");
       assert_eq!(entries[1].3, 0o750);
@@ -422,7 +566,9 @@ mod tests {
     file.set_mode(0o644);
     builder.append_data(&mut file, "other/x", &b"hi"[..]).unwrap();
     let input = builder.into_inner().unwrap();
-    let out = collect(contents_archive(stream_of(vec![input]), "/srv/src")).await.unwrap();
+    let out = collect(contents_archive(stream_of(vec![input]), "/srv/src"))
+      .await
+      .unwrap();
     assert_eq!(read_entries(&gunzip(&out))[0].0, "other/x");
   }
 
@@ -430,16 +576,27 @@ mod tests {
   async fn contents_archive_reports_a_truncated_download() {
     let mut input = server_download("src", false);
     input.truncate(700);
-    let err = collect(contents_archive(stream_of(vec![input]), "/src")).await.unwrap_err();
+    let err = collect(contents_archive(stream_of(vec![input]), "/src"))
+      .await
+      .unwrap_err();
     assert_eq!(err.code(), "protocol", "{err}");
   }
 
   #[tokio::test]
   async fn single_file_content_streams_the_file_and_refuses_directories() {
-    let tar_bytes = collect(single_file_tar("a.txt", Bytes::from_static(b"payload"), 0o644).unwrap()).await.unwrap();
-    let content = collect(single_file_content(stream_of(vec![tar_bytes]), "/x/a.txt")).await.unwrap();
+    let tar_bytes = collect(single_file_tar("a.txt", Bytes::from_static(b"payload"), 0o644).unwrap())
+      .await
+      .unwrap();
+    let content = collect(single_file_content(stream_of(vec![tar_bytes]), "/x/a.txt"))
+      .await
+      .unwrap();
     assert_eq!(content, b"payload");
-    let err = collect(single_file_content(stream_of(vec![server_download("d", false)]), "/d")).await.unwrap_err();
+    let err = collect(single_file_content(
+      stream_of(vec![server_download("d", false)]),
+      "/d",
+    ))
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("'/d' is a directory"), "{err}");
   }
 
@@ -447,7 +604,11 @@ mod tests {
   async fn input_stream_errors_come_out_unchanged() {
     let failing: ByteStream = Box::pin(futures_util::stream::iter(vec![
       Ok(Bytes::from_static(b"\0\0")),
-      Err(Error::Transport { method: "GET".into(), path: "/files".into(), message: "reset".into() }),
+      Err(Error::Transport {
+        method: "GET".into(),
+        path: "/files".into(),
+        message: "reset".into(),
+      }),
     ]));
     let err = collect(contents_archive(failing, "/src")).await.unwrap_err();
     assert_eq!(err.code(), "transport");
@@ -458,8 +619,15 @@ mod tests {
     use base64::Engine as _;
     let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 256) as u8).collect();
     let text = base64::engine::general_purpose::STANDARD.encode(&data);
-    let wrapped: String = text.as_bytes().chunks(76).map(|l| format!("{}\n", String::from_utf8_lossy(l))).collect();
+    let wrapped: String = text
+      .as_bytes()
+      .chunks(76)
+      .map(|l| format!("{}\n", String::from_utf8_lossy(l)))
+      .collect();
     let chunks: Vec<Vec<u8>> = wrapped.as_bytes().chunks(13).map(<[u8]>::to_vec).collect();
-    assert_eq!(collect(decode_base64_stream(stream_of(chunks))).await.unwrap(), data);
+    assert_eq!(
+      collect(decode_base64_stream(stream_of(chunks))).await.unwrap(),
+      data
+    );
   }
 }

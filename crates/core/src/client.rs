@@ -170,7 +170,11 @@ pub struct Features {
 }
 
 impl Features {
-  pub const ALL: Features = Features { tar_upload: true, tar_download: true, exec_stdin: true };
+  pub const ALL: Features = Features {
+    tar_upload: true,
+    tar_download: true,
+    exec_stdin: true,
+  };
 }
 
 /// Everything `getClient()` offers. Both modes implement every method; a method the server or
@@ -217,5 +221,10 @@ pub trait BoxClient: Send + Sync {
   /// What this backend supports (may need a first contact with the server to know).
   async fn features(&self) -> Result<Features> {
     Ok(Features::ALL)
+  }
+
+  /// How errors name this backend, e.g. "BoxRun server (dialect boxrun)".
+  async fn backend_name(&self) -> Result<String> {
+    Ok("this backend".into())
   }
 }

@@ -50,12 +50,20 @@ impl AdapterConfig {
   pub fn parse(value: &Value) -> Result<Self> {
     let object = match value {
       Value::Object(object) => object,
-      other => return Err(Error::invalid_config("config", format!("must be an object, got {}", describe(other)))),
+      other => {
+        return Err(Error::invalid_config(
+          "config",
+          format!("must be an object, got {}", describe(other)),
+        ))
+      }
     };
     match optional_string(object, "mode")?.as_deref() {
       None | Some("remote") => RemoteConfig::parse(object).map(AdapterConfig::Remote),
       Some("local") => LocalConfig::parse(object).map(AdapterConfig::Local),
-      Some(other) => Err(Error::invalid_config("config.mode", format!("must be 'remote' or 'local', got '{other}'"))),
+      Some(other) => Err(Error::invalid_config(
+        "config.mode",
+        format!("must be 'remote' or 'local', got '{other}'"),
+      )),
     }
   }
 }
@@ -115,7 +123,10 @@ impl fmt::Display for Secret {
 pub enum Auth {
   None,
   Token(Secret),
-  ClientCredentials { client_id: String, client_secret: Secret },
+  ClientCredentials {
+    client_id: String,
+    client_secret: Secret,
+  },
 }
 
 #[derive(Debug, Clone)]
@@ -135,7 +146,10 @@ impl RemoteConfig {
     let prefix = optional_string(object, "prefix")?.filter(|p| !p.is_empty());
     if let Some(prefix) = &prefix {
       if prefix.contains('/') || prefix.contains('?') || prefix.contains('#') {
-        return Err(Error::invalid_config("config.prefix", "must be a single path segment (no '/', '?' or '#')"));
+        return Err(Error::invalid_config(
+          "config.prefix",
+          "must be a single path segment (no '/', '?' or '#')",
+        ));
       }
     }
     let api_token = optional_string(object, "apiToken")?.filter(|t| !t.is_empty());
@@ -144,22 +158,39 @@ impl RemoteConfig {
     // An API token wins over client credentials, as in the original client.
     let auth = match (api_token, client_id, client_secret) {
       (Some(token), _, _) => Auth::Token(Secret::new(token)),
-      (None, Some(client_id), Some(secret)) => Auth::ClientCredentials { client_id, client_secret: Secret::new(secret) },
+      (None, Some(client_id), Some(secret)) => Auth::ClientCredentials {
+        client_id,
+        client_secret: Secret::new(secret),
+      },
       (None, Some(_), None) => {
-        return Err(Error::invalid_config("config.clientSecret", "is missing: clientId needs clientSecret"))
+        return Err(Error::invalid_config(
+          "config.clientSecret",
+          "is missing: clientId needs clientSecret",
+        ))
       }
       (None, None, Some(_)) => {
-        return Err(Error::invalid_config("config.clientId", "is missing: clientSecret needs clientId"))
+        return Err(Error::invalid_config(
+          "config.clientId",
+          "is missing: clientSecret needs clientId",
+        ))
       }
       (None, None, None) => Auth::None,
     };
     let dialect = match optional_string(object, "dialect")? {
       None => DialectChoice::Auto,
       Some(text) => DialectChoice::parse(&text).ok_or_else(|| {
-        Error::invalid_config("config.dialect", format!("must be 'auto', 'sse', 'current' or 'boxrun', got '{text}'"))
+        Error::invalid_config(
+          "config.dialect",
+          format!("must be 'auto', 'sse', 'current' or 'boxrun', got '{text}'"),
+        )
       })?,
     };
-    Ok(RemoteConfig { api_url, prefix, auth, dialect })
+    Ok(RemoteConfig {
+      api_url,
+      prefix,
+      auth,
+      dialect,
+    })
   }
 
   /// The host name sandbox URLs (`exposePort`) point at.
@@ -170,7 +201,11 @@ impl RemoteConfig {
 
 fn parse_api_url(raw: &str) -> Result<Url> {
   // A URL with userinfo may carry a password: never echo it.
-  let shown = if raw.contains('@') { "<URL with credentials>" } else { raw };
+  let shown = if raw.contains('@') {
+    "<URL with credentials>"
+  } else {
+    raw
+  };
   let invalid = |why: &str| {
     Error::invalid_config(
       "config.apiUrl",
@@ -189,7 +224,10 @@ fn parse_api_url(raw: &str) -> Result<Url> {
   }
   if !url.username().is_empty() || url.password().is_some() {
     // Credentials in the URL would end up in logs and error messages.
-    return Err(Error::invalid_config("config.apiUrl", "must not contain credentials; use apiToken or clientId/clientSecret"));
+    return Err(Error::invalid_config(
+      "config.apiUrl",
+      "must not contain credentials; use apiToken or clientId/clientSecret",
+    ));
   }
   if url.query().is_some() || url.fragment().is_some() {
     return Err(invalid("no query or fragment allowed"));
@@ -209,19 +247,28 @@ impl LocalConfig {
   fn parse(object: &Map<String, Value>) -> Result<Self> {
     let python_path = match optional_string(object, "pythonPath")? {
       Some(path) if path.trim().is_empty() => {
-        return Err(Error::invalid_config("config.pythonPath", "must not be empty; omit it to use 'python3'"))
+        return Err(Error::invalid_config(
+          "config.pythonPath",
+          "must not be empty; omit it to use 'python3'",
+        ))
       }
       Some(path) => path,
       None => DEFAULT_PYTHON_PATH.to_string(),
     };
     let boxlite_home = match optional_string(object, "boxliteHome")? {
       Some(home) if home.trim().is_empty() => {
-        return Err(Error::invalid_config("config.boxliteHome", "must not be empty; omit it to use the SDK default"))
+        return Err(Error::invalid_config(
+          "config.boxliteHome",
+          "must not be empty; omit it to use the SDK default",
+        ))
       }
       Some(home) => Some(expand_home(&home)),
       None => None,
     };
-    Ok(LocalConfig { python_path, boxlite_home })
+    Ok(LocalConfig {
+      python_path,
+      boxlite_home,
+    })
   }
 }
 
@@ -239,13 +286,20 @@ fn optional_string(object: &Map<String, Value>, key: &str) -> Result<Option<Stri
   match object.get(key) {
     None | Some(Value::Null) => Ok(None),
     Some(Value::String(text)) => Ok(Some(text.clone())),
-    Some(other) => Err(Error::invalid_config(format!("config.{key}"), format!("must be a string, got {}", describe(other)))),
+    Some(other) => Err(Error::invalid_config(
+      format!("config.{key}"),
+      format!("must be a string, got {}", describe(other)),
+    )),
   }
 }
 
 fn required_string(object: &Map<String, Value>, key: &str) -> Result<String> {
-  optional_string(object, key)?
-    .ok_or_else(|| Error::invalid_config(format!("config.{key}"), "is required in remote mode (e.g. 'http://localhost:9090')"))
+  optional_string(object, key)?.ok_or_else(|| {
+    Error::invalid_config(
+      format!("config.{key}"),
+      "is required in remote mode (e.g. 'http://localhost:9090')",
+    )
+  })
 }
 
 fn describe(value: &Value) -> String {
@@ -279,7 +333,9 @@ mod tests {
 
   #[test]
   fn local_mode_defaults_python_to_python3_and_home_to_sdk_default() {
-    let AdapterConfig::Local(local) = AdapterConfig::parse(&json!({"mode": "local"})).unwrap() else { panic!() };
+    let AdapterConfig::Local(local) = AdapterConfig::parse(&json!({"mode": "local"})).unwrap() else {
+      panic!()
+    };
     assert_eq!(local.python_path, "python3");
     assert_eq!(local.boxlite_home, None);
   }
@@ -297,7 +353,10 @@ mod tests {
 
   #[test]
   fn unknown_mode_is_reported_with_its_value() {
-    assert_eq!(error_of(json!({"mode": "bogus"})), "config.mode must be 'remote' or 'local', got 'bogus'");
+    assert_eq!(
+      error_of(json!({"mode": "bogus"})),
+      "config.mode must be 'remote' or 'local', got 'bogus'"
+    );
   }
 
   #[test]
@@ -308,7 +367,10 @@ mod tests {
   #[test]
   fn unparsable_api_url_names_the_field_and_value() {
     let message = error_of(json!({"apiUrl": "not-a-url"}));
-    assert!(message.starts_with("config.apiUrl must be an absolute http(s) URL"), "{message}");
+    assert!(
+      message.starts_with("config.apiUrl must be an absolute http(s) URL"),
+      "{message}"
+    );
     assert!(message.contains("'not-a-url'"), "{message}");
   }
 
@@ -319,18 +381,26 @@ mod tests {
 
   #[test]
   fn wrong_types_name_the_field_and_the_type() {
-    assert_eq!(error_of(json!({"apiUrl": 9090})), "config.apiUrl must be a string, got a number (9090)");
+    assert_eq!(
+      error_of(json!({"apiUrl": 9090})),
+      "config.apiUrl must be a string, got a number (9090)"
+    );
     assert_eq!(
       error_of(json!({"mode": "local", "pythonPath": {"$unsupportedType": "function"}})),
       "config.pythonPath must be a string, got a function"
     );
-    assert_eq!(error_of(json!("http://x")), "config must be an object, got a string");
+    assert_eq!(
+      error_of(json!("http://x")),
+      "config must be an object, got a string"
+    );
   }
 
   #[test]
   fn api_token_wins_over_client_credentials() {
     let value = json!({"apiUrl": "http://h:1", "apiToken": "t", "clientId": "i", "clientSecret": "s"});
-    let AdapterConfig::Remote(remote) = AdapterConfig::parse(&value).unwrap() else { panic!() };
+    let AdapterConfig::Remote(remote) = AdapterConfig::parse(&value).unwrap() else {
+      panic!()
+    };
     assert_eq!(remote.auth, Auth::Token(Secret::new("t")));
   }
 
@@ -344,7 +414,8 @@ mod tests {
 
   #[test]
   fn empty_prefix_means_no_prefix_and_slashes_are_refused() {
-    let AdapterConfig::Remote(remote) = AdapterConfig::parse(&json!({"apiUrl": "http://h:1", "prefix": ""})).unwrap()
+    let AdapterConfig::Remote(remote) =
+      AdapterConfig::parse(&json!({"apiUrl": "http://h:1", "prefix": ""})).unwrap()
     else {
       panic!()
     };

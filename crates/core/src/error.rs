@@ -58,12 +58,20 @@ pub enum Error {
 
   /// The request never got a complete answer (connect, TLS, reset, server died mid-stream).
   #[error("BoxLite request {method} {path} failed: {message}")]
-  Transport { method: String, path: String, message: String },
+  Transport {
+    method: String,
+    path: String,
+    message: String,
+  },
 
   /// The server answered something this client cannot understand (malformed JSON, truncated
   /// body, unexpected content type).
   #[error("BoxLite reply to {method} {path} is malformed: {message}")]
-  Protocol { method: String, path: String, message: String },
+  Protocol {
+    method: String,
+    path: String,
+    message: String,
+  },
 
   /// The Python environment cannot run the SDK (interpreter missing, no shared libpython,
   /// `boxlite` not importable or too old); the message says what to do.
@@ -98,13 +106,20 @@ impl ApiError {
   /// Not-found is decided from the status and the server's type, never from message text.
   pub fn is_not_found(&self) -> bool {
     self.status == 404
-      || self.error_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("notfound") || t == "not_found")
+      || self
+        .error_type
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("notfound") || t == "not_found")
   }
 }
 
 impl std::fmt::Display for ApiError {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    write!(f, "BoxLite API error {}: {} ({} {})", self.status, self.message, self.method, self.path)
+    write!(
+      f,
+      "BoxLite API error {}: {} ({} {})",
+      self.status, self.message, self.method, self.path
+    )
   }
 }
 
@@ -156,7 +171,10 @@ impl Error {
   }
 
   pub fn invalid_config(field: impl Into<String>, problem: impl Into<String>) -> Self {
-    Error::InvalidConfig { field: field.into(), problem: problem.into() }
+    Error::InvalidConfig {
+      field: field.into(),
+      problem: problem.into(),
+    }
   }
 }
 
@@ -167,21 +185,54 @@ mod tests {
   fn one_of_each() -> Vec<Error> {
     vec![
       Error::invalid_config("config.apiUrl", "must be a string"),
-      Error::InvalidArgument { argument: "boxId".into(), problem: "must not be empty".into() },
-      Error::NotFound { what: "box", id: "b1".into() },
-      Error::NotImplemented { operation: "createSandbox", mode: Mode::Remote },
-      Error::Unsupported { operation: "snapshots".into(), backend: "BoxRun".into() },
-      Error::Timeout { operation: "exec".into(), after_ms: 5 },
+      Error::InvalidArgument {
+        argument: "boxId".into(),
+        problem: "must not be empty".into(),
+      },
+      Error::NotFound {
+        what: "box",
+        id: "b1".into(),
+      },
+      Error::NotImplemented {
+        operation: "createSandbox",
+        mode: Mode::Remote,
+      },
+      Error::Unsupported {
+        operation: "snapshots".into(),
+        backend: "BoxRun".into(),
+      },
+      Error::Timeout {
+        operation: "exec".into(),
+        after_ms: 5,
+      },
       Error::Disposed,
-      Error::InvalidState { message: "box is running".into() },
+      Error::InvalidState {
+        message: "box is running".into(),
+      },
       Error::Api(Box::new(api(500))),
-      Error::Transport { method: "GET".into(), path: "/v1/boxes".into(), message: "connection reset".into() },
-      Error::Protocol { method: "GET".into(), path: "/v1/boxes".into(), message: "expected JSON".into() },
-      Error::Environment { message: "python3 not found".into() },
-      Error::Python { type_name: "BoxliteError".into(), message: "boom".into() },
+      Error::Transport {
+        method: "GET".into(),
+        path: "/v1/boxes".into(),
+        message: "connection reset".into(),
+      },
+      Error::Protocol {
+        method: "GET".into(),
+        path: "/v1/boxes".into(),
+        message: "expected JSON".into(),
+      },
+      Error::Environment {
+        message: "python3 not found".into(),
+      },
+      Error::Python {
+        type_name: "BoxliteError".into(),
+        message: "boom".into(),
+      },
       Error::Internal("bug".into()),
       Error::FileNotFound { path: "/x".into() },
-      Error::StartTimeout { seconds: 30, status: "configured".into() },
+      Error::StartTimeout {
+        seconds: 30,
+        status: "configured".into(),
+      },
       Error::ExecTimeout { timeout_ms: 100 },
     ]
   }
@@ -199,15 +250,24 @@ mod tests {
 
   #[test]
   fn api_errors_start_like_the_original_and_name_the_request() {
-    assert_eq!(Error::Api(Box::new(api(500))).to_string(), "BoxLite API error 500: nope (GET /v1/default/boxes/b1)");
+    assert_eq!(
+      Error::Api(Box::new(api(500))).to_string(),
+      "BoxLite API error 500: nope (GET /v1/default/boxes/b1)"
+    );
   }
 
   #[test]
   fn api_not_found_is_structural() {
     assert_eq!(Error::Api(Box::new(api(404))).code(), "not_found");
-    let typed = ApiError { error_type: Some("NotFound".into()), ..api(400) };
+    let typed = ApiError {
+      error_type: Some("NotFound".into()),
+      ..api(400)
+    };
     assert_eq!(Error::Api(Box::new(typed)).code(), "not_found");
-    let wording_only = ApiError { message: "box not found".into(), ..api(500) };
+    let wording_only = ApiError {
+      message: "box not found".into(),
+      ..api(500)
+    };
     assert_eq!(Error::Api(Box::new(wording_only)).code(), "api_error");
   }
 
@@ -220,6 +280,9 @@ mod tests {
   #[test]
   fn invalid_config_message_names_the_field() {
     let err = Error::invalid_config("config.apiUrl", "must be an absolute http(s) URL, got ''");
-    assert_eq!(err.to_string(), "config.apiUrl must be an absolute http(s) URL, got ''");
+    assert_eq!(
+      err.to_string(),
+      "config.apiUrl must be an absolute http(s) URL, got ''"
+    );
   }
 }

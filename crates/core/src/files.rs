@@ -29,7 +29,9 @@ const STDERR_KEEP_BYTES: usize = 16 * 1024;
 
 /// Whether `path` lies on a guest tmpfs mount.
 pub fn on_tmpfs(path: &str) -> bool {
-  TMPFS_MOUNTS.iter().any(|mount| path == *mount || path.strip_prefix(mount).is_some_and(|rest| rest.starts_with('/')))
+  TMPFS_MOUNTS
+    .iter()
+    .any(|mount| path == *mount || path.strip_prefix(mount).is_some_and(|rest| rest.starts_with('/')))
 }
 
 /// Checks that `path` is absolute and returns it without trailing slashes (except `/`).
@@ -41,10 +43,17 @@ pub fn absolute_path(argument: &str, path: &str) -> Result<String> {
     });
   }
   if path.contains('\0') {
-    return Err(Error::InvalidArgument { argument: argument.into(), problem: "must not contain NUL bytes".into() });
+    return Err(Error::InvalidArgument {
+      argument: argument.into(),
+      problem: "must not contain NUL bytes".into(),
+    });
   }
   let trimmed = path.trim_end_matches('/');
-  Ok(if trimmed.is_empty() { "/".to_string() } else { trimmed.to_string() })
+  Ok(if trimmed.is_empty() {
+    "/".to_string()
+  } else {
+    trimmed.to_string()
+  })
 }
 
 /// `(parent directory, file name)` of an absolute file path.
@@ -52,16 +61,34 @@ pub fn split_file_path(path: &str) -> Result<(String, String)> {
   let path = absolute_path("path", path)?;
   let (dir, name) = path.rsplit_once('/').expect("absolute path has a slash");
   if name.is_empty() || name == "." || name == ".." {
-    return Err(Error::InvalidArgument { argument: "path".into(), problem: format!("'{path}' does not name a file") });
+    return Err(Error::InvalidArgument {
+      argument: "path".into(),
+      problem: format!("'{path}' does not name a file"),
+    });
   }
-  Ok((if dir.is_empty() { "/".to_string() } else { dir.to_string() }, name.to_string()))
+  Ok((
+    if dir.is_empty() {
+      "/".to_string()
+    } else {
+      dir.to_string()
+    },
+    name.to_string(),
+  ))
 }
 
 /// `bash -c script` with `args` as `$1…`; `$0` names the operation in bash's own messages.
 fn script(operation: &str, script: &str, args: &[&str]) -> ExecRequest {
-  let mut cmd = vec!["bash".to_string(), "-c".to_string(), script.to_string(), operation.to_string()];
+  let mut cmd = vec![
+    "bash".to_string(),
+    "-c".to_string(),
+    script.to_string(),
+    operation.to_string(),
+  ];
   cmd.extend(args.iter().map(|a| a.to_string()));
-  ExecRequest { cmd, ..ExecRequest::default() }
+  ExecRequest {
+    cmd,
+    ..ExecRequest::default()
+  }
 }
 
 /// Runs a command and fails with its stderr when it exits non-zero.
@@ -76,14 +103,25 @@ async fn run_checked(client: &dyn BoxClient, id: &str, request: ExecRequest, pat
 fn command_failure(path: &str, exit_code: Option<i32>, stderr: &str) -> Error {
   let stderr = stderr.trim();
   if stderr.contains("No such file or directory") || stderr.contains("Cannot open") {
-    return Error::FileNotFound { path: path.to_string() };
+    return Error::FileNotFound {
+      path: path.to_string(),
+    };
   }
   let code = exit_code.map_or("no exit code".to_string(), |c| format!("exit {c}"));
-  Error::InvalidArgument { argument: "path".into(), problem: format!("'{path}': command in the box failed ({code}): {stderr}") }
+  Error::InvalidArgument {
+    argument: "path".into(),
+    problem: format!("'{path}': command in the box failed ({code}): {stderr}"),
+  }
 }
 
 /// Feeds `input` to a command's stdin and waits for it to end successfully.
-async fn run_with_stdin(client: &dyn BoxClient, id: &str, request: ExecRequest, mut input: ByteStream, path: &str) -> Result<()> {
+async fn run_with_stdin(
+  client: &dyn BoxClient,
+  id: &str,
+  request: ExecRequest,
+  mut input: ByteStream,
+  path: &str,
+) -> Result<()> {
   let execution = client.exec_async(id, request).await?;
   // Opened before any input is sent, so no output (error messages) is lost.
   let output = client.get_exec_output(id, &execution.id).await?;
@@ -95,17 +133,20 @@ async fn run_with_stdin(client: &dyn BoxClient, id: &str, request: ExecRequest, 
         client.send_exec_input(id, &execution.id, piece, false).await?;
       }
     }
-    client.send_exec_input(id, &execution.id, Bytes::new(), true).await
+    client
+      .send_exec_input(id, &execution.id, Bytes::new(), true)
+      .await
   }
   .await;
   let (exit_code, stderr) = drain(output).await?;
   match (exit_code, sent) {
-    (Some(0), Ok(())) => Ok(()),
+    // `tar` may exit at the end-of-archive marker before the last padding was written: its
+    // success is what counts.
+    (Some(0), _) => Ok(()),
     // The command's own failure explains a broken stdin better than the write error.
-    (Some(code), _) if code != 0 => Err(command_failure(path, Some(code), &stderr)),
-    (_, Err(error)) => Err(error),
+    (Some(code), _) => Err(command_failure(path, Some(code), &stderr)),
+    (None, Err(error)) => Err(error),
     (None, Ok(())) => Err(command_failure(path, None, &stderr)),
-    (Some(_), Ok(())) => unreachable!("exit 0 handled above"),
   }
 }
 
@@ -119,60 +160,113 @@ async fn drain(mut events: ExecEventStream) -> Result<(Option<i32>, String)> {
       _ => {}
     }
   }
-  Err(Error::Protocol { method: "exec".into(), path: "output".into(), message: "output ended without an exit status".into() })
+  Err(Error::Protocol {
+    method: "exec".into(),
+    path: "output".into(),
+    message: "output ended without an exit status".into(),
+  })
 }
 
 /// The stdout of an execution as bytes; ends with an error when the command fails.
 fn checked_stdout(events: ExecEventStream, path: String) -> ByteStream {
   let state = (events, Vec::<u8>::new(), path, false);
-  Box::pin(futures_util::stream::unfold(state, |(mut events, mut stderr, path, done)| async move {
-    if done {
-      return None;
-    }
-    loop {
-      match events.next().await {
-        Some(Ok(ExecEvent::Stdout(chunk))) => return Some((Ok(chunk), (events, stderr, path, false))),
-        Some(Ok(ExecEvent::Stderr(chunk))) => {
-          if stderr.len() < STDERR_KEEP_BYTES {
-            stderr.extend_from_slice(&chunk);
+  Box::pin(futures_util::stream::unfold(
+    state,
+    |(mut events, mut stderr, path, done)| async move {
+      if done {
+        return None;
+      }
+      loop {
+        match events.next().await {
+          Some(Ok(ExecEvent::Stdout(chunk))) => return Some((Ok(chunk), (events, stderr, path, false))),
+          Some(Ok(ExecEvent::Stderr(chunk))) => {
+            if stderr.len() < STDERR_KEEP_BYTES {
+              stderr.extend_from_slice(&chunk);
+            }
+          }
+          Some(Ok(ExecEvent::Exit(Some(0)))) => return None,
+          Some(Ok(ExecEvent::Exit(code))) => {
+            let error = command_failure(&path, code, &String::from_utf8_lossy(&stderr));
+            return Some((Err(error), (events, stderr, path, true)));
+          }
+          Some(Err(error)) => return Some((Err(error), (events, stderr, path, true))),
+          None => {
+            let error = Error::Protocol {
+              method: "exec".into(),
+              path: "output".into(),
+              message: "output ended without an exit status".into(),
+            };
+            return Some((Err(error), (events, stderr, path, true)));
           }
         }
-        Some(Ok(ExecEvent::Exit(Some(0)))) => return None,
-        Some(Ok(ExecEvent::Exit(code))) => {
-          let error = command_failure(&path, code, &String::from_utf8_lossy(&stderr));
-          return Some((Err(error), (events, stderr, path, true)));
-        }
-        Some(Err(error)) => return Some((Err(error), (events, stderr, path, true))),
-        None => {
-          let error = Error::Protocol { method: "exec".into(), path: "output".into(), message: "output ended without an exit status".into() };
-          return Some((Err(error), (events, stderr, path, true)));
-        }
       }
-    }
-  }))
+    },
+  ))
 }
 
 /// Extracts a plain tar into `dest` (created if missing) with the best path the backend has.
-async fn extract_into(client: &dyn BoxClient, features: Features, id: &str, dest: &str, tar: ByteStream) -> Result<()> {
+async fn extract_into(
+  client: &dyn BoxClient,
+  features: Features,
+  id: &str,
+  dest: &str,
+  tar: ByteStream,
+) -> Result<()> {
   if features.tar_upload && !on_tmpfs(dest) {
-    run_checked(client, id, script("sandbank-mkdir", r#"mkdir -p -- "$1""#, &[dest]), dest).await?;
+    run_checked(
+      client,
+      id,
+      script("sandbank-mkdir", r#"mkdir -p -- "$1""#, &[dest]),
+      dest,
+    )
+    .await?;
     // A trailing slash makes servers extract *into* the directory (never rename a lone file).
-    let target = if dest == "/" { "/".to_string() } else { format!("{dest}/") };
+    let target = if dest == "/" {
+      "/".to_string()
+    } else {
+      format!("{dest}/")
+    };
     return client.upload_files(id, &target, tar).await;
   }
   let extract = r#"mkdir -p -- "$1" && exec tar -xf - -C "$1""#;
   if features.exec_stdin {
-    return run_with_stdin(client, id, script("sandbank-extract", extract, &[dest]), tar, dest).await;
+    return run_with_stdin(
+      client,
+      id,
+      script("sandbank-extract", extract, &[dest]),
+      tar,
+      dest,
+    )
+    .await;
   }
   extract_via_base64_commands(client, id, dest, tar).await
 }
 
 /// For backends without stdin: the archive travels in base64 pieces appended to a staging file
 /// in `dest`, which is then extracted and removed.
-async fn extract_via_base64_commands(client: &dyn BoxClient, id: &str, dest: &str, mut tar: ByteStream) -> Result<()> {
+async fn extract_via_base64_commands(
+  client: &dyn BoxClient,
+  id: &str,
+  dest: &str,
+  mut tar: ByteStream,
+) -> Result<()> {
   use base64::Engine as _;
-  let stage = format!("{}/.sandbank-upload-{}.tar", dest.trim_end_matches('/'), std::process::id() ^ rand_suffix());
-  run_checked(client, id, script("sandbank-stage", r#"mkdir -p -- "$1" && : > "$2""#, &[dest, &stage]), dest).await?;
+  let stage = format!(
+    "{}/.sandbank-upload-{}.tar",
+    dest.trim_end_matches('/'),
+    std::process::id() ^ rand_suffix()
+  );
+  run_checked(
+    client,
+    id,
+    script(
+      "sandbank-stage",
+      r#"mkdir -p -- "$1" && : > "$2""#,
+      &[dest, &stage],
+    ),
+    dest,
+  )
+  .await?;
   let result: Result<()> = async {
     let mut pending = Vec::with_capacity(BASE64_PIECE_BYTES);
     let mut finished = false;
@@ -184,20 +278,34 @@ async fn extract_via_base64_commands(client: &dyn BoxClient, id: &str, dest: &st
       while pending.len() >= BASE64_PIECE_BYTES || (finished && !pending.is_empty()) {
         let piece: Vec<u8> = pending.drain(..pending.len().min(BASE64_PIECE_BYTES)).collect();
         let encoded = base64::engine::general_purpose::STANDARD.encode(&piece);
-        let append = script("sandbank-append", r#"printf %s "$2" | base64 -d >> "$1""#, &[&stage, &encoded]);
+        let append = script(
+          "sandbank-append",
+          r#"printf %s "$2" | base64 -d >> "$1""#,
+          &[&stage, &encoded],
+        );
         run_checked(client, id, append, dest).await?;
       }
     }
-    run_checked(client, id, script("sandbank-extract", r#"tar -xf "$2" -C "$1""#, &[dest, &stage]), dest).await
+    run_checked(
+      client,
+      id,
+      script("sandbank-extract", r#"tar -xf "$2" -C "$1""#, &[dest, &stage]),
+      dest,
+    )
+    .await
   }
   .await;
-  let _ = client.exec(id, script("sandbank-cleanup", r#"rm -f -- "$1""#, &[&stage])).await;
+  let _ = client
+    .exec(id, script("sandbank-cleanup", r#"rm -f -- "$1""#, &[&stage]))
+    .await;
   result
 }
 
 fn rand_suffix() -> u32 {
   use std::time::{SystemTime, UNIX_EPOCH};
-  SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
+  SystemTime::now()
+    .duration_since(UNIX_EPOCH)
+    .map_or(0, |d| d.subsec_nanos())
 }
 
 impl Adapter {
@@ -219,7 +327,11 @@ impl Adapter {
       let tar = self.download(client.as_ref(), id, &path).await?;
       return Ok(archive::single_file_content(tar, &path));
     }
-    let read = script("sandbank-read", r#"test -f "$1" || { echo "$1: No such file or directory" >&2; exit 1; }; base64 -- "$1""#, &[&path]);
+    let read = script(
+      "sandbank-read",
+      r#"test -f "$1" || { echo "$1: No such file or directory" >&2; exit 1; }; base64 -- "$1""#,
+      &[&path],
+    );
     let events = client.exec_stream(id, read).await?;
     Ok(archive::decode_base64_stream(checked_stdout(events, path)))
   }
@@ -257,7 +369,9 @@ impl Adapter {
     match client.download_files(id, path).await {
       Ok(stream) => Ok(stream),
       Err(error) if matches!(error.code(), "not_found" | "api_error") => match client.get_box(id).await {
-        Ok(_) if error.code() == "not_found" => Err(Error::FileNotFound { path: path.to_string() }),
+        Ok(_) if error.code() == "not_found" => Err(Error::FileNotFound {
+          path: path.to_string(),
+        }),
         Ok(_) => Err(error),
         Err(box_error) if box_error.code() == "not_found" => Err(box_error),
         Err(_) => Err(error),
@@ -287,13 +401,22 @@ mod tests {
     assert_eq!(absolute_path("destDir", "/").unwrap(), "/");
     assert_eq!(absolute_path("destDir", "///").unwrap(), "/");
     let err = absolute_path("path", "relative.txt").unwrap_err();
-    assert_eq!(err.to_string(), "path must be an absolute path (e.g. '/root/file.txt'), got 'relative.txt'");
+    assert_eq!(
+      err.to_string(),
+      "path must be an absolute path (e.g. '/root/file.txt'), got 'relative.txt'"
+    );
   }
 
   #[test]
   fn file_paths_split_into_parent_and_name() {
-    assert_eq!(split_file_path("/root/a b/it's $(x).txt").unwrap(), ("/root/a b".into(), "it's $(x).txt".into()));
-    assert_eq!(split_file_path("/top.txt").unwrap(), ("/".into(), "top.txt".into()));
+    assert_eq!(
+      split_file_path("/root/a b/it's $(x).txt").unwrap(),
+      ("/root/a b".into(), "it's $(x).txt".into())
+    );
+    assert_eq!(
+      split_file_path("/top.txt").unwrap(),
+      ("/".into(), "top.txt".into())
+    );
     assert!(split_file_path("/").is_err());
     assert!(split_file_path("/a/..").is_err());
   }
@@ -302,7 +425,10 @@ mod tests {
   fn scripts_pass_paths_as_arguments_not_as_shell_text() {
     let hostile = "/tmp/x'; rm -rf / #";
     let request = script("sandbank-extract", r#"mkdir -p -- "$1""#, &[hostile]);
-    assert_eq!(request.cmd, ["bash", "-c", r#"mkdir -p -- "$1""#, "sandbank-extract", hostile]);
+    assert_eq!(
+      request.cmd,
+      ["bash", "-c", r#"mkdir -p -- "$1""#, "sandbank-extract", hostile]
+    );
   }
 
   #[test]

@@ -29,8 +29,7 @@ const KILLED_BY_TIMEOUT: [i32; 2] = [-9, 128 + 9];
 /// Runs `$2` under coreutils `timeout`, which kills the command's whole process group (a plain
 /// kill of `bash` would leave its children running); without `timeout` in the guest, the
 /// client's kill is the fallback.
-const TIMEOUT_WRAPPER: &str =
-  r#"if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL "$1" bash -c "$2"; else exec bash -c "$2"; fi"#;
+const TIMEOUT_WRAPPER: &str = r#"if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL "$1" bash -c "$2"; else exec bash -c "$2"; fi"#;
 /// Default image, as in the original.
 pub const DEFAULT_IMAGE: &str = "ubuntu:24.04";
 
@@ -44,7 +43,10 @@ pub struct Polling {
 
 impl Default for Polling {
   fn default() -> Self {
-    Polling { first: Duration::from_millis(25), max: Duration::from_millis(500) }
+    Polling {
+      first: Duration::from_millis(25),
+      max: Duration::from_millis(500),
+    }
   }
 }
 
@@ -146,7 +148,11 @@ pub fn create_params(config: &CreateConfig) -> Result<CreateBoxParams> {
   if image.trim().is_empty() {
     return Err(invalid("config.image", "must not be empty"));
   }
-  let (image, rootfs_path) = if image.starts_with('/') { (None, Some(image)) } else { (Some(image), None) };
+  let (image, rootfs_path) = if image.starts_with('/') {
+    (None, Some(image))
+  } else {
+    (Some(image), None)
+  };
   let resources = config.resources.clone().unwrap_or_default();
   let user = match &config.user {
     Some(UserSpec::Name(name)) if !name.is_empty() => Some(name.clone()),
@@ -177,16 +183,22 @@ fn whole(field: &str, value: Option<f64>) -> Result<Option<u64>> {
 }
 
 fn invalid(argument: &str, problem: &str) -> Error {
-  Error::InvalidArgument { argument: argument.into(), problem: problem.into() }
+  Error::InvalidArgument {
+    argument: argument.into(),
+    problem: problem.into(),
+  }
 }
 
 /// Timeout of an exec in milliseconds: `None` for no timeout.
 fn exec_timeout_ms(options: &ExecOptions) -> Result<Option<u64>> {
   match options.timeout {
     None => Ok(None),
-    Some(ms) if ms == 0.0 => Ok(None),
+    Some(0.0) => Ok(None),
     Some(ms) if ms.is_finite() && ms > 0.0 => Ok(Some(ms.ceil() as u64)),
-    Some(ms) => Err(invalid("options.timeout", &format!("must be a positive number of milliseconds, got {ms}"))),
+    Some(ms) => Err(invalid(
+      "options.timeout",
+      &format!("must be a positive number of milliseconds, got {ms}"),
+    )),
   }
 }
 
@@ -249,7 +261,12 @@ impl Adapter {
     let timeout_secs = match config.timeout {
       None => DEFAULT_CREATE_TIMEOUT_SECS,
       Some(t) if t.is_finite() && t > 0.0 => t,
-      Some(t) => return Err(invalid("config.timeout", &format!("must be a positive number of seconds, got {t}"))),
+      Some(t) => {
+        return Err(invalid(
+          "config.timeout",
+          &format!("must be a positive number of seconds, got {t}"),
+        ))
+      }
     };
     let client = self.client()?;
     let deadline = Instant::now() + Duration::from_secs_f64(timeout_secs);
@@ -262,7 +279,8 @@ impl Adapter {
       if matches!(created.status.as_str(), "configured" | "stopped") {
         client.start_box(&id).await?;
       }
-      let (running, record) = poll_until(client.as_ref(), &id, self.polling, deadline, |s| s == "running").await?;
+      let (running, record) =
+        poll_until(client.as_ref(), &id, self.polling, deadline, |s| s == "running").await?;
       if running {
         return Ok(record);
       }
@@ -270,7 +288,10 @@ impl Adapter {
         Some(message) => format!("{}: {message}", record.status),
         None => record.status.clone(),
       };
-      Err(Error::StartTimeout { seconds: timeout_secs.ceil() as u64, status })
+      Err(Error::StartTimeout {
+        seconds: timeout_secs.ceil() as u64,
+        status,
+      })
     }
     .await;
     match started {
@@ -296,15 +317,21 @@ impl Adapter {
     };
     let limit = match filter.limit {
       None => None,
-      Some(n) if n == 0.0 => None,
+      Some(0.0) => None,
       Some(n) if n.is_finite() && n > 0.0 => Some(n as usize),
-      Some(n) => return Err(invalid("filter.limit", &format!("must be a positive number, got {n}"))),
+      Some(n) => {
+        return Err(invalid(
+          "filter.limit",
+          &format!("must be a positive number, got {n}"),
+        ))
+      }
     };
     let boxes = self.client()?.list_boxes(None, None).await?;
-    let infos = boxes
-      .iter()
-      .map(SandboxInfo::from)
-      .filter(|info| wanted.as_ref().is_none_or(|states| states.iter().any(|s| s == info.state)));
+    let infos = boxes.iter().map(SandboxInfo::from).filter(|info| {
+      wanted
+        .as_ref()
+        .is_none_or(|states| states.iter().any(|s| s == info.state))
+    });
     Ok(match limit {
       Some(n) => infos.take(n).collect(),
       None => infos.collect(),
@@ -332,13 +359,16 @@ impl Adapter {
       None => run.await,
       Some(ms) => {
         let limit = Duration::from_millis(ms + CLIENT_TIMEOUT_MARGIN_MS) + EXEC_TIMEOUT_GRACE;
-        tokio::time::timeout(limit, run).await.unwrap_or(Err(Error::ExecTimeout { timeout_ms: ms }))
+        tokio::time::timeout(limit, run)
+          .await
+          .unwrap_or(Err(Error::ExecTimeout { timeout_ms: ms }))
       }
     };
     match (result, timeout_ms) {
       (Err(Error::Timeout { .. }), Some(ms)) => Err(Error::ExecTimeout { timeout_ms: ms }),
       (Ok(output), Some(ms))
-        if KILLED_BY_TIMEOUT.contains(&output.exit_code) && started.elapsed() >= Duration::from_millis(ms) =>
+        if KILLED_BY_TIMEOUT.contains(&output.exit_code)
+          && started.elapsed() >= Duration::from_millis(ms) =>
       {
         Err(Error::ExecTimeout { timeout_ms: ms })
       }
@@ -377,19 +407,30 @@ impl Adapter {
     if reached {
       Ok(())
     } else {
-      Err(Error::InvalidState { message: format!("box {id} did not become {status} (status: {})", record.status) })
+      Err(Error::InvalidState {
+        message: format!("box {id} did not become {status} (status: {})", record.status),
+      })
     }
   }
 
   /// Snapshot `name` of the box; a running box is stopped for it (snapshots of running VMs are
   /// refused or unsafe) and started again afterwards, whatever the outcome.
   pub async fn create_snapshot(&self, id: &str, name: &str) -> Result<String> {
-    self.while_stopped(id, |client| async move { client.create_snapshot(id, name).await.map(|_| ()) }).await?;
+    self
+      .while_stopped(id, |client| async move {
+        client.create_snapshot(id, name).await.map(|_| ())
+      })
+      .await?;
     Ok(name.to_string())
   }
 
   pub async fn restore_snapshot(&self, id: &str, name: &str) -> Result<()> {
-    self.while_stopped(id, |client| async move { client.restore_snapshot(id, name).await }).await
+    self
+      .while_stopped(
+        id,
+        |client| async move { client.restore_snapshot(id, name).await },
+      )
+      .await
   }
 
   async fn while_stopped<'a, F, Fut>(&'a self, id: &'a str, action: F) -> Result<()>
@@ -413,13 +454,26 @@ impl Adapter {
 
   /// URL of a guest port: the mapped host port when the sandbox was created with one.
   pub fn expose_port(&self, id: &str, port: u32, hostname: Option<&str>) -> Result<String> {
-    let guest = u16::try_from(port).ok().filter(|p| *p > 0).ok_or_else(|| invalid("port", "must be 1–65535"))?;
-    let host_port = self.ports.lock().expect("ports lock").get(id).and_then(|m| m.get(&guest).copied()).unwrap_or(guest);
+    let guest = u16::try_from(port)
+      .ok()
+      .filter(|p| *p > 0)
+      .ok_or_else(|| invalid("port", "must be 1–65535"))?;
+    let host_port = self
+      .ports
+      .lock()
+      .expect("ports lock")
+      .get(id)
+      .and_then(|m| m.get(&guest).copied())
+      .unwrap_or(guest);
     let host = match hostname {
       Some(h) if !h.is_empty() => h.to_string(),
       _ => self.host()?,
     };
-    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host };
+    let host = if host.contains(':') && !host.starts_with('[') {
+      format!("[{host}]")
+    } else {
+      host
+    };
     Ok(format!("http://{host}:{host_port}"))
   }
 
@@ -469,7 +523,10 @@ mod tests {
   #[test]
   fn create_params_use_rootfs_path_for_absolute_images_and_keep_boxes_after_stop() {
     let params = create_params(&config(json!({"image": "/srv/oci/debian"}))).unwrap();
-    assert_eq!((params.image, params.rootfs_path.as_deref()), (None, Some("/srv/oci/debian")));
+    assert_eq!(
+      (params.image, params.rootfs_path.as_deref()),
+      (None, Some("/srv/oci/debian"))
+    );
     assert_eq!(params.auto_remove, Some(false));
     let params = create_params(&CreateConfig::default()).unwrap();
     assert_eq!(params.image.as_deref(), Some("ubuntu:24.04"));
@@ -483,7 +540,10 @@ mod tests {
       "region": "ignored", "skills": []
     })))
     .unwrap();
-    assert_eq!((params.cpu, params.memory_mb, params.disk_size_gb), (Some(2), Some(1024), Some(8)));
+    assert_eq!(
+      (params.cpu, params.memory_mb, params.disk_size_gb),
+      (Some(2), Some(1024), Some(8))
+    );
     assert_eq!(params.env.unwrap()["A"], "1");
     assert_eq!(params.ports, Some(vec![(18080, 80)]));
     assert_eq!(params.user.as_deref(), Some("dev"));
@@ -492,13 +552,23 @@ mod tests {
   #[test]
   fn create_params_reject_fractional_or_zero_resources_naming_the_field() {
     let err = create_params(&config(json!({"resources": {"cpu": 1.5}}))).unwrap_err();
-    assert_eq!(err.to_string(), "config.resources.cpu must be a whole number >= 1, got 1.5");
+    assert_eq!(
+      err.to_string(),
+      "config.resources.cpu must be a whole number >= 1, got 1.5"
+    );
     assert!(create_params(&config(json!({"resources": {"memory": 0}}))).is_err());
   }
 
   #[test]
   fn exec_request_runs_bash_with_cwd() {
-    let request = exec_request("pwd", &ExecOptions { cwd: Some("/tmp".into()), timeout: None }).unwrap();
+    let request = exec_request(
+      "pwd",
+      &ExecOptions {
+        cwd: Some("/tmp".into()),
+        timeout: None,
+      },
+    )
+    .unwrap();
     assert_eq!(request.cmd, ["bash", "-c", "pwd"]);
     assert_eq!(request.working_dir.as_deref(), Some("/tmp"));
     assert_eq!(request.timeout_seconds, None);
@@ -506,13 +576,34 @@ mod tests {
 
   #[test]
   fn exec_request_with_timeout_kills_the_process_group_in_the_guest_before_the_client_does() {
-    let request = exec_request("sleep 9", &ExecOptions { cwd: None, timeout: Some(1500.0) }).unwrap();
+    let request = exec_request(
+      "sleep 9",
+      &ExecOptions {
+        cwd: None,
+        timeout: Some(1500.0),
+      },
+    )
+    .unwrap();
     assert_eq!(request.cmd[..4], ["bash", "-c", TIMEOUT_WRAPPER, "sandbank-exec"]);
     assert_eq!(request.cmd[4..], ["1.500", "sleep 9"]);
     assert_eq!(request.timeout_seconds, Some(3.5));
-    let no_timeout = exec_request("x", &ExecOptions { timeout: Some(0.0), ..Default::default() }).unwrap();
+    let no_timeout = exec_request(
+      "x",
+      &ExecOptions {
+        timeout: Some(0.0),
+        ..Default::default()
+      },
+    )
+    .unwrap();
     assert_eq!(no_timeout.timeout_seconds, None);
-    assert!(exec_request("x", &ExecOptions { timeout: Some(-1.0), ..Default::default() }).is_err());
+    assert!(exec_request(
+      "x",
+      &ExecOptions {
+        timeout: Some(-1.0),
+        ..Default::default()
+      }
+    )
+    .is_err());
   }
 
   #[tokio::test]
@@ -527,8 +618,14 @@ mod tests {
   #[tokio::test]
   async fn create_that_never_runs_deletes_the_box_and_names_the_last_status() {
     let (adapter, client) = adapter_with(FakeClient::new().boot_polls(u32::MAX));
-    let err = adapter.create_sandbox(&config(json!({"timeout": 0.2}))).await.unwrap_err();
-    assert_eq!(err.to_string(), "Sandbox failed to start within 1s (status: configured)");
+    let err = adapter
+      .create_sandbox(&config(json!({"timeout": 0.2})))
+      .await
+      .unwrap_err();
+    assert_eq!(
+      err.to_string(),
+      "Sandbox failed to start within 1s (status: configured)"
+    );
     assert_eq!(err.code(), "start_timeout");
     assert_eq!(client.calls_of("delete_box(force)"), 1);
     assert!(client.box_ids().is_empty());
@@ -538,9 +635,15 @@ mod tests {
   async fn create_stops_waiting_when_the_box_failed() {
     let (adapter, client) = adapter_with(FakeClient::new().fail_boot("image pull failed"));
     let started = Instant::now();
-    let err = adapter.create_sandbox(&CreateConfig::default()).await.unwrap_err();
+    let err = adapter
+      .create_sandbox(&CreateConfig::default())
+      .await
+      .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(err.to_string().contains("status: failed: image pull failed"), "{err}");
+    assert!(
+      err.to_string().contains("status: failed: image pull failed"),
+      "{err}"
+    );
     assert!(client.box_ids().is_empty());
   }
 
@@ -563,7 +666,8 @@ mod tests {
     adapter.sleep(&stopped).await.unwrap();
     let running: ListFilter = serde_json::from_value(json!({"state": "running"})).unwrap();
     assert_eq!(adapter.list_sandboxes(&running).await.unwrap().len(), 2);
-    let both: ListFilter = serde_json::from_value(json!({"state": ["running", "stopped"], "limit": 2})).unwrap();
+    let both: ListFilter =
+      serde_json::from_value(json!({"state": ["running", "stopped"], "limit": 2})).unwrap();
     assert_eq!(adapter.list_sandboxes(&both).await.unwrap().len(), 2);
     let only_stopped: ListFilter = serde_json::from_value(json!({"state": ["stopped"]})).unwrap();
     let listed = adapter.list_sandboxes(&only_stopped).await.unwrap();
@@ -596,7 +700,14 @@ mod tests {
     let (adapter, _client) = adapter_with(FakeClient::new());
     let id = adapter.create_sandbox(&CreateConfig::default()).await.unwrap().id;
     let err = adapter
-      .exec(&id, "sleep 10", &ExecOptions { timeout: Some(100.0), ..Default::default() })
+      .exec(
+        &id,
+        "sleep 10",
+        &ExecOptions {
+          timeout: Some(100.0),
+          ..Default::default()
+        },
+      )
       .await
       .unwrap_err();
     assert_eq!(err.code(), "exec_timeout");
@@ -605,10 +716,23 @@ mod tests {
   #[tokio::test]
   async fn expose_port_uses_the_mapping_and_the_api_host() {
     let (adapter, _client) = adapter_with(FakeClient::new());
-    let id = adapter.create_sandbox(&config(json!({"ports": [[18080, 8080]]}))).await.unwrap().id;
-    assert_eq!(adapter.expose_port(&id, 8080, None).unwrap(), "http://api.example.com:18080");
-    assert_eq!(adapter.expose_port(&id, 3000, None).unwrap(), "http://api.example.com:3000");
-    assert_eq!(adapter.expose_port(&id, 3000, Some("10.0.0.5")).unwrap(), "http://10.0.0.5:3000");
+    let id = adapter
+      .create_sandbox(&config(json!({"ports": [[18080, 8080]]})))
+      .await
+      .unwrap()
+      .id;
+    assert_eq!(
+      adapter.expose_port(&id, 8080, None).unwrap(),
+      "http://api.example.com:18080"
+    );
+    assert_eq!(
+      adapter.expose_port(&id, 3000, None).unwrap(),
+      "http://api.example.com:3000"
+    );
+    assert_eq!(
+      adapter.expose_port(&id, 3000, Some("10.0.0.5")).unwrap(),
+      "http://10.0.0.5:3000"
+    );
     assert!(adapter.expose_port(&id, 70000, None).is_err());
   }
 }

@@ -125,7 +125,8 @@ pub struct TerminalInfo {
 /// A fresh token: 32 bytes from the operating system's CSPRNG, in lowercase hex.
 pub fn new_token() -> Result<String> {
   let mut bytes = [0u8; TOKEN_BYTES];
-  getrandom::fill(&mut bytes).map_err(|e| Error::Internal(format!("no randomness for a terminal token: {e}")))?;
+  getrandom::fill(&mut bytes)
+    .map_err(|e| Error::Internal(format!("no randomness for a terminal token: {e}")))?;
   Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -152,7 +153,10 @@ pub enum PathCheck {
 /// Checks `/terminal/<token>/ws` (a query string is ignored).
 pub fn check_path(path: &str, token: &str) -> PathCheck {
   let path = path.split('?').next().unwrap_or("");
-  match path.strip_prefix("/terminal/").and_then(|rest| rest.strip_suffix("/ws")) {
+  match path
+    .strip_prefix("/terminal/")
+    .and_then(|rest| rest.strip_suffix("/ws"))
+  {
     Some(given) if !given.is_empty() && !given.contains('/') => {
       if token_matches(token, given) {
         PathCheck::Granted
@@ -175,7 +179,10 @@ pub fn bind_address(hostname: Option<&str>) -> Result<IpAddr> {
   if host.is_empty() || host.eq_ignore_ascii_case("localhost") {
     return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
   }
-  let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+  let bare = host
+    .strip_prefix('[')
+    .and_then(|h| h.strip_suffix(']'))
+    .unwrap_or(host);
   match bare.parse::<IpAddr>() {
     Ok(ip) if ip.is_loopback() => Ok(ip),
     _ => Err(Error::InvalidArgument {
@@ -219,7 +226,10 @@ pub enum ClientMessage {
   Input(Bytes),
   Resize(Size),
   /// ttyd's opening message.
-  Handshake { auth_token: Option<String>, size: Option<Size> },
+  Handshake {
+    auth_token: Option<String>,
+    size: Option<Size>,
+  },
   Pause,
   Resume,
   /// Unknown type, empty frame or malformed payload: ignored (as ttyd does).
@@ -243,21 +253,30 @@ fn dimension(value: Option<&Value>) -> Option<u16> {
 /// `{"columns": c, "rows": r}` → a size (both must be numbers ≥ 1).
 pub fn parse_size(json: &[u8]) -> Option<Size> {
   let value: Value = serde_json::from_slice(json).ok()?;
-  Some(Size { cols: dimension(value.get("columns"))?, rows: dimension(value.get("rows"))? })
+  Some(Size {
+    cols: dimension(value.get("columns"))?,
+    rows: dimension(value.get("rows"))?,
+  })
 }
 
 /// Decodes a frame of a client speaking `framing`.
 pub fn decode(framing: Framing, frame: &[u8]) -> ClientMessage {
-  let Some((&kind, payload)) = frame.split_first() else { return ClientMessage::Ignore };
+  let Some((&kind, payload)) = frame.split_first() else {
+    return ClientMessage::Ignore;
+  };
   match (framing, kind) {
     (Framing::Core, 0x00) | (Framing::Ttyd, b'0') => ClientMessage::Input(Bytes::copy_from_slice(payload)),
-    (Framing::Core, 0x01) | (Framing::Ttyd, b'1') => parse_size(payload).map_or(ClientMessage::Ignore, ClientMessage::Resize),
+    (Framing::Core, 0x01) | (Framing::Ttyd, b'1') => {
+      parse_size(payload).map_or(ClientMessage::Ignore, ClientMessage::Resize)
+    }
     (Framing::Ttyd, b'2') => ClientMessage::Pause,
     (Framing::Ttyd, b'3') => ClientMessage::Resume,
     (Framing::Ttyd, b'{') => match serde_json::from_slice::<Value>(frame) {
       Ok(value) if value.is_object() => ClientMessage::Handshake {
         auth_token: value.get("AuthToken").and_then(Value::as_str).map(str::to_string),
-        size: dimension(value.get("columns")).zip(dimension(value.get("rows"))).map(|(cols, rows)| Size { cols, rows }),
+        size: dimension(value.get("columns"))
+          .zip(dimension(value.get("rows")))
+          .map(|(cols, rows)| Size { cols, rows }),
       },
       _ => ClientMessage::Ignore,
     },
@@ -355,7 +374,10 @@ fi && chmod +x "$dest" && "$dest" --version >/dev/null"#;
 
 /// Starts ttyd writable on 7681 in the background.
 pub fn ttyd_start_command(shell: &str) -> String {
-  format!("nohup ttyd -W -p {TTYD_PORT} {} > /dev/null 2>&1 &", sh_quote(shell))
+  format!(
+    "nohup ttyd -W -p {TTYD_PORT} {} > /dev/null 2>&1 &",
+    sh_quote(shell)
+  )
 }
 
 /// Waits up to 10 s for ttyd to run; exits 1 when it does not.
@@ -365,9 +387,10 @@ pub const TTYD_WAIT_COMMAND: &str =
 fn shell_of(options: &TerminalOptions) -> Result<String> {
   match options.shell.as_deref() {
     None => Ok(DEFAULT_SHELL.to_string()),
-    Some(s) if s.trim().is_empty() || s.contains('\0') => {
-      Err(Error::InvalidArgument { argument: "options.shell".into(), problem: "must be a non-empty program path".into() })
-    }
+    Some(s) if s.trim().is_empty() || s.contains('\0') => Err(Error::InvalidArgument {
+      argument: "options.shell".into(),
+      problem: "must be a non-empty program path".into(),
+    }),
     Some(s) => Ok(s.to_string()),
   }
 }
@@ -377,25 +400,44 @@ impl Adapter {
   pub async fn start_terminal(&self, id: &str, options: &TerminalOptions) -> Result<TerminalInfo> {
     let shell = shell_of(options)?;
     if options.mode == Some(TerminalMode::Ttyd) {
-      return self.start_ttyd_in_box(id, &shell, options.hostname.as_deref()).await;
+      return self
+        .start_ttyd_in_box(id, &shell, options.hostname.as_deref())
+        .await;
     }
     let ip = bind_address(options.hostname.as_deref())?;
     let client = self.client()?;
     let record = client.get_box(id).await?;
     if record.status != "running" {
       return Err(Error::InvalidState {
-        message: format!("box {id} is {}; a terminal needs a running box (wake() it first)", record.status),
+        message: format!(
+          "box {id} is {}; a terminal needs a running box (wake() it first)",
+          record.status
+        ),
       });
     }
-    ensure_interactive(client.as_ref(), id).await?;
+    ensure_interactive(client.as_ref()).await?;
     self.terminals.start(client, id, &shell, ip).await
   }
 
   /// The original's behaviour: ttyd downloaded into the box if missing, started on port 7681,
   /// reached through the port mapping. Unlike the original, each step is checked.
-  pub async fn start_ttyd_in_box(&self, id: &str, shell: &str, hostname: Option<&str>) -> Result<TerminalInfo> {
+  pub async fn start_ttyd_in_box(
+    &self,
+    id: &str,
+    shell: &str,
+    hostname: Option<&str>,
+  ) -> Result<TerminalInfo> {
     let run = |command: String, timeout_ms: Option<f64>| async move {
-      self.exec(id, &command, &ExecOptions { cwd: None, timeout: timeout_ms }).await
+      self
+        .exec(
+          id,
+          &command,
+          &ExecOptions {
+            cwd: None,
+            timeout: timeout_ms,
+          },
+        )
+        .await
     };
     if run("which ttyd".into(), Some(30_000.0)).await?.exit_code != 0 {
       let install = run(TTYD_INSTALL_SCRIPT.into(), Some(300_000.0)).await?;
@@ -413,7 +455,9 @@ impl Adapter {
     }
     run(ttyd_start_command(shell), Some(30_000.0)).await?;
     if run(TTYD_WAIT_COMMAND.into(), Some(30_000.0)).await?.exit_code != 0 {
-      return Err(Error::InvalidState { message: format!("ttyd did not start in box {id} within 10 s") });
+      return Err(Error::InvalidState {
+        message: format!("ttyd did not start in box {id} within 10 s"),
+      });
     }
     let http = self.expose_port(id, TTYD_PORT as u32, hostname)?;
     let url = format!("ws://{}/ws", http.trim_start_matches("http://"));
@@ -421,27 +465,20 @@ impl Adapter {
   }
 }
 
-/// Fails with `Unsupported` when the backend cannot run an interactive shell (BoxRun: its
-/// executions have no stdin and no resize; servers whose executions take no stdin while their
-/// output is read).
-async fn ensure_interactive(client: &dyn BoxClient, id: &str) -> Result<()> {
-  let unsupported = |backend: String| Error::Unsupported {
-    operation: "startTerminal (an interactive shell needs exec stdin and resize; mode: 'ttyd' with a mapped port \
+/// Fails with `Unsupported` when the backend cannot run an interactive shell: its executions
+/// take no stdin (BoxRun; SSE-era `boxlite serve`, which forgets an execution once its output
+/// is read).
+async fn ensure_interactive(client: &dyn BoxClient) -> Result<()> {
+  if client.features().await?.exec_stdin {
+    return Ok(());
+  }
+  Err(Error::Unsupported {
+    operation:
+      "startTerminal (an interactive shell needs exec stdin and resize; mode: 'ttyd' with a mapped port \
                 is the alternative)"
-      .into(),
-    backend,
-  };
-  // A backend that cannot resize at all says so before any I/O, naming itself (BoxRun's REST
-  // dialect); every other one answers this unknown execution with "not found", fine here.
-  if let Ok(Err(Error::Unsupported { backend, .. })) =
-    tokio::time::timeout(CONTROL_TIMEOUT, client.resize_exec(id, "sandbank-terminal-probe", 80, 24)).await
-  {
-    return Err(unsupported(backend));
-  }
-  if !client.features().await?.exec_stdin {
-    return Err(unsupported("this server (its executions take no stdin while their output is read)".into()));
-  }
-  Ok(())
+        .into(),
+    backend: client.backend_name().await?,
+  })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -474,17 +511,32 @@ struct Terminal {
 
 impl Terminals {
   /// Binds a new server and starts accepting connections.
-  async fn start(&self, client: Arc<dyn BoxClient>, box_id: &str, shell: &str, ip: IpAddr) -> Result<TerminalInfo> {
+  async fn start(
+    &self,
+    client: Arc<dyn BoxClient>,
+    box_id: &str,
+    shell: &str,
+    ip: IpAddr,
+  ) -> Result<TerminalInfo> {
     if self.state.lock().unwrap_or_else(|p| p.into_inner()).closed {
       return Err(Error::Disposed);
     }
-    let listener = TcpListener::bind(SocketAddr::new(ip, 0)).await.map_err(|e| Error::Environment {
-      message: format!("cannot serve the terminal on {ip}: {e}"),
-    })?;
-    let addr = listener.local_addr().map_err(|e| Error::Internal(format!("terminal listener address: {e}")))?;
+    let listener = TcpListener::bind(SocketAddr::new(ip, 0))
+      .await
+      .map_err(|e| Error::Environment {
+        message: format!("cannot serve the terminal on {ip}: {e}"),
+      })?;
+    let addr = listener
+      .local_addr()
+      .map_err(|e| Error::Internal(format!("terminal listener address: {e}")))?;
     let token = new_token()?;
     let url = terminal_url(addr, &token);
-    let terminal = Arc::new(Terminal { client, box_id: box_id.to_string(), shell: shell.to_string(), token });
+    let terminal = Arc::new(Terminal {
+      client,
+      box_id: box_id.to_string(),
+      shell: shell.to_string(),
+      token,
+    });
     let (shutdown, watch_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, terminal, watch_rx));
     let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -494,7 +546,10 @@ impl Terminals {
     }
     state.servers.retain(|s| !s.task.is_finished());
     state.servers.push(ServerHandle { shutdown, task });
-    Ok(TerminalInfo { url, port: addr.port() })
+    Ok(TerminalInfo {
+      url,
+      port: addr.port(),
+    })
   }
 
   /// Stops every server and connection (ending their shells); later starts fail. Idempotent.
@@ -510,14 +565,24 @@ impl Terminals {
     // Each server bounds its own wind-down by SHUTDOWN_WAIT; this bound is the backstop.
     let aborts: Vec<_> = servers.iter().map(|s| s.task.abort_handle()).collect();
     let all = futures_util::future::join_all(servers.into_iter().map(|s| s.task));
-    if tokio::time::timeout(SHUTDOWN_WAIT + Duration::from_secs(2), all).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_WAIT + Duration::from_secs(2), all)
+      .await
+      .is_err()
+    {
       aborts.iter().for_each(|a| a.abort());
     }
   }
 
   /// Number of servers still running (tests).
   pub fn running(&self) -> usize {
-    self.state.lock().unwrap_or_else(|p| p.into_inner()).servers.iter().filter(|s| !s.task.is_finished()).count()
+    self
+      .state
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .servers
+      .iter()
+      .filter(|s| !s.task.is_finished())
+      .count()
   }
 }
 
@@ -540,7 +605,10 @@ async fn accept_loop(listener: TcpListener, terminal: Arc<Terminal>, mut shutdow
   // Connections saw the same shutdown signal and are closing their sockets and shells.
   let deadline = Instant::now() + SHUTDOWN_WAIT;
   while !sessions.is_empty() {
-    if tokio::time::timeout_at(deadline, sessions.join_next()).await.is_err() {
+    if tokio::time::timeout_at(deadline, sessions.join_next())
+      .await
+      .is_err()
+    {
       sessions.abort_all();
       break;
     }
@@ -560,9 +628,15 @@ async fn connection(stream: TcpStream, terminal: Arc<Terminal>, shutdown: watch:
       let refuse = |status: StatusCode, text: &str| {
         let mut reply = ErrorResponse::new(Some(text.to_string()));
         *reply.status_mut() = status;
-        reply.headers_mut().insert("content-type", HeaderValue::from_static("text/plain"));
-        reply.headers_mut().insert("content-length", HeaderValue::from(text.len()));
-        reply.headers_mut().insert("connection", HeaderValue::from_static("close"));
+        reply
+          .headers_mut()
+          .insert("content-type", HeaderValue::from_static("text/plain"));
+        reply
+          .headers_mut()
+          .insert("content-length", HeaderValue::from(text.len()));
+        reply
+          .headers_mut()
+          .insert("connection", HeaderValue::from_static("close"));
         reply
       };
       match check_path(request.uri().path(), &token) {
@@ -570,15 +644,25 @@ async fn connection(stream: TcpStream, terminal: Arc<Terminal>, shutdown: watch:
         PathCheck::WrongToken => return Err(refuse(StatusCode::FORBIDDEN, "wrong terminal token\n")),
         PathCheck::NotFound => return Err(refuse(StatusCode::NOT_FOUND, "not found\n")),
       }
-      let offered = request.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok());
+      let offered = request
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok());
       if offers_tty(offered) {
         tty.store(true, std::sync::atomic::Ordering::SeqCst);
-        response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("tty"));
+        response
+          .headers_mut()
+          .insert("sec-websocket-protocol", HeaderValue::from_static("tty"));
       }
       Ok(response)
     }
   };
-  let ws = match tokio::time::timeout(UPGRADE_TIMEOUT, tokio_tungstenite::accept_hdr_async(stream, check)).await {
+  let ws = match tokio::time::timeout(
+    UPGRADE_TIMEOUT,
+    tokio_tungstenite::accept_hdr_async(stream, check),
+  )
+  .await
+  {
     Ok(Ok(ws)) => ws,
     _ => return,
   };
@@ -628,7 +712,16 @@ struct Session {
 impl Session {
   fn new(ws: WebSocketStream<TcpStream>, terminal: Arc<Terminal>, shutdown: watch::Receiver<bool>) -> Self {
     let (sink, source) = ws.split();
-    Session { sink, source, terminal, shutdown, framing: None, held: Vec::new(), held_bytes: 0, carry: Utf8Carry::default() }
+    Session {
+      sink,
+      source,
+      terminal,
+      shutdown,
+      framing: None,
+      held: Vec::new(),
+      held_bytes: 0,
+      carry: Utf8Carry::default(),
+    }
   }
 
   async fn run(mut self, tty_protocol: bool) {
@@ -651,7 +744,14 @@ impl Session {
     let shell = match started {
       Ok(Ok(shell)) => shell,
       Ok(Err(e)) => return self.fail_to_start(e.to_string()).await,
-      Err(_) => return self.fail_to_start(format!("the shell did not start within {} s", START_TIMEOUT.as_secs())).await,
+      Err(_) => {
+        return self
+          .fail_to_start(format!(
+            "the shell did not start within {} s",
+            START_TIMEOUT.as_secs()
+          ))
+          .await
+      }
     };
     if let Some(size) = size {
       let _ = shell.control.send(Control::Resize(size));
@@ -695,7 +795,9 @@ impl Session {
   /// output), then decodes the frame; `None` for a first frame of unknown type. An opening
   /// message with a wrong `AuthToken` ends the session before anything is sent.
   async fn classify(&mut self, frame: &[u8]) -> std::result::Result<Option<ClientMessage>, End> {
-    let Some(framing) = self.framing.or_else(|| detect(frame)) else { return Ok(None) };
+    let Some(framing) = self.framing.or_else(|| detect(frame)) else {
+      return Ok(None);
+    };
     let message = decode(framing, frame);
     if let ClientMessage::Handshake { auth_token, .. } = &message {
       if !handshake_allowed(&self.terminal.token, auth_token.as_deref()) {
@@ -852,7 +954,12 @@ impl Session {
     if self.framing.is_none() {
       self.framing = Some(framing);
     }
-    let _ = self.send(encode_output(framing, format!("\r\n[sandbank terminal] {text}\r\n").as_bytes())).await;
+    let _ = self
+      .send(encode_output(
+        framing,
+        format!("\r\n[sandbank terminal] {text}\r\n").as_bytes(),
+      ))
+      .await;
     End::Close(CloseCode::Error, text.to_string())
   }
 
@@ -869,7 +976,10 @@ impl Session {
       while reason.len() > 120 {
         reason.pop();
       }
-      let frame = CloseFrame { code, reason: reason.into() };
+      let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+      };
       let _ = tokio::time::timeout(SEND_TIMEOUT, self.sink.send(Message::Close(Some(frame)))).await;
     }
     let _ = tokio::time::timeout(CLOSE_WAIT, async {
@@ -895,7 +1005,9 @@ enum FrameIn {
   Gone,
 }
 
-fn frame_bytes(message: Option<std::result::Result<Message, tokio_tungstenite::tungstenite::Error>>) -> FrameIn {
+fn frame_bytes(
+  message: Option<std::result::Result<Message, tokio_tungstenite::tungstenite::Error>>,
+) -> FrameIn {
   match message {
     Some(Ok(Message::Binary(data))) => FrameIn::Data(data.to_vec()),
     Some(Ok(Message::Text(text))) => FrameIn::Data(text.as_bytes().to_vec()),
@@ -918,7 +1030,11 @@ async fn start_shell(terminal: &Terminal) -> Result<Shell> {
   let output = match client.get_exec_output(&terminal.box_id, &execution.id).await {
     Ok(output) => output,
     Err(e) => {
-      let _ = tokio::time::timeout(SIGNAL_TIMEOUT, client.signal_exec(&terminal.box_id, &execution.id, 9)).await;
+      let _ = tokio::time::timeout(
+        SIGNAL_TIMEOUT,
+        client.signal_exec(&terminal.box_id, &execution.id, 9),
+      )
+      .await;
       return Err(e);
     }
   };
@@ -955,26 +1071,43 @@ async fn start_shell(terminal: &Terminal) -> Result<Shell> {
               }
             }
             let data = batch.freeze();
-            tokio::time::timeout(CONTROL_TIMEOUT, client.send_exec_input(&box_id, &exec_id, data, false)).await
+            tokio::time::timeout(
+              CONTROL_TIMEOUT,
+              client.send_exec_input(&box_id, &exec_id, data, false),
+            )
+            .await
           }
           Control::Resize(new) if sized && new == size => continue,
           Control::Resize(new) => {
             size = new;
             sized = true;
-            tokio::time::timeout(CONTROL_TIMEOUT, client.resize_exec(&box_id, &exec_id, new.cols, new.rows)).await
+            tokio::time::timeout(
+              CONTROL_TIMEOUT,
+              client.resize_exec(&box_id, &exec_id, new.cols, new.rows),
+            )
+            .await
           }
         };
         let error = match result {
           Ok(Ok(())) => continue,
           Ok(Err(e)) => e,
-          Err(_) => Error::Timeout { operation: "terminal input".into(), after_ms: CONTROL_TIMEOUT.as_millis() as u64 },
+          Err(_) => Error::Timeout {
+            operation: "terminal input".into(),
+            after_ms: CONTROL_TIMEOUT.as_millis() as u64,
+          },
         };
         let _ = report.send(error);
         return;
       }
     })
   };
-  Ok(Shell { exec_id: execution.id, output, control, failures, writer })
+  Ok(Shell {
+    exec_id: execution.id,
+    output,
+    control,
+    failures,
+    writer,
+  })
 }
 
 /// Ends a shell whose client is gone: SIGHUP (a terminal hang-up), then SIGKILL, each followed
@@ -983,7 +1116,11 @@ async fn end_shell(terminal: Arc<Terminal>, mut shell: Shell) {
   shell.writer.abort();
   let client = &terminal.client;
   for (signal, wait) in [(1, HANGUP_WAIT), (9, KILL_WAIT)] {
-    let _ = tokio::time::timeout(SIGNAL_TIMEOUT, client.signal_exec(&terminal.box_id, &shell.exec_id, signal)).await;
+    let _ = tokio::time::timeout(
+      SIGNAL_TIMEOUT,
+      client.signal_exec(&terminal.box_id, &shell.exec_id, signal),
+    )
+    .await;
     let exited = tokio::time::timeout(wait, async {
       loop {
         match shell.output.next().await {
@@ -1007,7 +1144,9 @@ mod tests {
   fn tokens_are_64_hex_digits_and_differ() {
     let (a, b) = (new_token().unwrap(), new_token().unwrap());
     assert_eq!(a.len(), 64);
-    assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert!(a
+      .chars()
+      .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     assert_ne!(a, b);
   }
 
@@ -1043,12 +1182,20 @@ mod tests {
   #[test]
   fn only_loopback_addresses_are_served() {
     assert_eq!(bind_address(None).unwrap(), IpAddr::V4(Ipv4Addr::LOCALHOST));
-    assert_eq!(bind_address(Some("localhost")).unwrap(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+    assert_eq!(
+      bind_address(Some("localhost")).unwrap(),
+      IpAddr::V4(Ipv4Addr::LOCALHOST)
+    );
     assert_eq!(bind_address(Some("127.0.0.2")).unwrap().to_string(), "127.0.0.2");
     assert_eq!(bind_address(Some("[::1]")).unwrap().to_string(), "::1");
     let err = bind_address(Some("0.0.0.0")).unwrap_err();
     assert_eq!(err.code(), "invalid_argument");
-    assert!(err.to_string().starts_with("options.hostname must be a loopback address"), "{err}");
+    assert!(
+      err
+        .to_string()
+        .starts_with("options.hostname must be a loopback address"),
+      "{err}"
+    );
     assert!(bind_address(Some("example.com")).is_err());
   }
 
@@ -1064,7 +1211,10 @@ mod tests {
   fn the_first_frame_tells_the_framing() {
     assert_eq!(detect(b"\x00ls\r"), Some(Framing::Core));
     assert_eq!(detect(b"\x01{\"columns\":80,\"rows\":24}"), Some(Framing::Core));
-    assert_eq!(detect(br#"{"AuthToken":"","columns":80,"rows":24}"#), Some(Framing::Ttyd));
+    assert_eq!(
+      detect(br#"{"AuthToken":"","columns":80,"rows":24}"#),
+      Some(Framing::Ttyd)
+    );
     assert_eq!(detect(b"0ls\r"), Some(Framing::Ttyd));
     assert_eq!(detect(b"1{\"columns\":80,\"rows\":24}"), Some(Framing::Ttyd));
     assert_eq!(detect(b""), None);
@@ -1073,12 +1223,18 @@ mod tests {
 
   #[test]
   fn core_frames_decode() {
-    assert_eq!(decode(Framing::Core, b"\x00echo hi\r"), ClientMessage::Input(Bytes::from_static(b"echo hi\r")));
+    assert_eq!(
+      decode(Framing::Core, b"\x00echo hi\r"),
+      ClientMessage::Input(Bytes::from_static(b"echo hi\r"))
+    );
     assert_eq!(
       decode(Framing::Core, b"\x01{\"columns\":100,\"rows\":30}"),
       ClientMessage::Resize(Size { cols: 100, rows: 30 })
     );
-    assert_eq!(decode(Framing::Core, b"\x01{\"columns\":0,\"rows\":30}"), ClientMessage::Ignore);
+    assert_eq!(
+      decode(Framing::Core, b"\x01{\"columns\":0,\"rows\":30}"),
+      ClientMessage::Ignore
+    );
     assert_eq!(decode(Framing::Core, b"\x01not json"), ClientMessage::Ignore);
     // ttyd's type bytes mean nothing in core's framing.
     assert_eq!(decode(Framing::Core, b"0ls"), ClientMessage::Ignore);
@@ -1087,7 +1243,10 @@ mod tests {
 
   #[test]
   fn ttyd_frames_decode() {
-    assert_eq!(decode(Framing::Ttyd, b"0ls\r"), ClientMessage::Input(Bytes::from_static(b"ls\r")));
+    assert_eq!(
+      decode(Framing::Ttyd, b"0ls\r"),
+      ClientMessage::Input(Bytes::from_static(b"ls\r"))
+    );
     assert_eq!(
       decode(Framing::Ttyd, br#"1{"columns":132,"rows":43}"#),
       ClientMessage::Resize(Size { cols: 132, rows: 43 })
@@ -1096,12 +1255,18 @@ mod tests {
     assert_eq!(decode(Framing::Ttyd, b"3"), ClientMessage::Resume);
     assert_eq!(
       decode(Framing::Ttyd, br#"{"AuthToken":"tok","columns":120,"rows":40}"#),
-      ClientMessage::Handshake { auth_token: Some("tok".into()), size: Some(Size { cols: 120, rows: 40 }) }
+      ClientMessage::Handshake {
+        auth_token: Some("tok".into()),
+        size: Some(Size { cols: 120, rows: 40 })
+      }
     );
-    assert_eq!(decode(Framing::Ttyd, br#"{"AuthToken":""}"#), ClientMessage::Handshake {
-      auth_token: Some(String::new()),
-      size: None
-    });
+    assert_eq!(
+      decode(Framing::Ttyd, br#"{"AuthToken":""}"#),
+      ClientMessage::Handshake {
+        auth_token: Some(String::new()),
+        size: None
+      }
+    );
     assert_eq!(decode(Framing::Ttyd, b"{broken"), ClientMessage::Ignore);
     assert_eq!(decode(Framing::Ttyd, b"\x00ls"), ClientMessage::Ignore);
   }
@@ -1145,19 +1310,31 @@ mod tests {
 
   #[test]
   fn options_default_to_bash_and_the_native_mode() {
-    let options: TerminalOptions = serde_json::from_value(serde_json::json!({"hostname": "127.0.0.1", "other": 1})).unwrap();
+    let options: TerminalOptions =
+      serde_json::from_value(serde_json::json!({"hostname": "127.0.0.1", "other": 1})).unwrap();
     assert_eq!(shell_of(&options).unwrap(), "/bin/bash");
     assert_eq!(options.mode, None);
-    let ttyd: TerminalOptions = serde_json::from_value(serde_json::json!({"mode": "ttyd", "shell": "/bin/sh"})).unwrap();
+    let ttyd: TerminalOptions =
+      serde_json::from_value(serde_json::json!({"mode": "ttyd", "shell": "/bin/sh"})).unwrap();
     assert_eq!(ttyd.mode, Some(TerminalMode::Ttyd));
     assert!(serde_json::from_value::<TerminalOptions>(serde_json::json!({"mode": "web"})).is_err());
-    assert!(shell_of(&TerminalOptions { shell: Some(" ".into()), ..Default::default() }).is_err());
+    assert!(shell_of(&TerminalOptions {
+      shell: Some(" ".into()),
+      ..Default::default()
+    })
+    .is_err());
   }
 
   #[test]
   fn ttyd_mode_commands_quote_the_shell_and_check_the_start() {
-    assert_eq!(ttyd_start_command("/bin/bash"), "nohup ttyd -W -p 7681 '/bin/bash' > /dev/null 2>&1 &");
-    assert_eq!(ttyd_start_command("it's"), r"nohup ttyd -W -p 7681 'it'\''s' > /dev/null 2>&1 &");
+    assert_eq!(
+      ttyd_start_command("/bin/bash"),
+      "nohup ttyd -W -p 7681 '/bin/bash' > /dev/null 2>&1 &"
+    );
+    assert_eq!(
+      ttyd_start_command("it's"),
+      r"nohup ttyd -W -p 7681 'it'\''s' > /dev/null 2>&1 &"
+    );
     assert!(TTYD_WAIT_COMMAND.ends_with("exit 1"));
     assert!(TTYD_INSTALL_SCRIPT.contains("ttyd/releases/download/1.7.7/ttyd.$arch"));
   }
@@ -1209,7 +1386,11 @@ mod server_tests {
       unused()
     }
     async fn get_box(&self, box_id: &str) -> Result<BoxRecord> {
-      Ok(BoxRecord { id: box_id.into(), status: "running".into(), ..Default::default() })
+      Ok(BoxRecord {
+        id: box_id.into(),
+        status: "running".into(),
+        ..Default::default()
+      })
     }
     async fn list_boxes(&self, _: Option<String>, _: Option<u32>) -> Result<Vec<BoxRecord>> {
       unused()
@@ -1233,15 +1414,24 @@ mod server_tests {
       let mut st = self.state.lock().unwrap();
       st.requests.push(request);
       st.size = (80, 24);
-      Ok(Execution { id: "e1".into(), box_id: Some(box_id.into()), status: "running".into(), exit_code: None })
+      Ok(Execution {
+        id: "e1".into(),
+        box_id: Some(box_id.into()),
+        status: "running".into(),
+        exit_code: None,
+      })
     }
     async fn get_exec_output(&self, _: &str, _: &str) -> Result<ExecEventStream> {
       let (tx, rx) = mpsc::unbounded_channel();
       if !self.greeting.is_empty() {
-        let _ = tx.send(Ok(ExecEvent::Stdout(Bytes::from_static(self.greeting.as_bytes()))));
+        let _ = tx.send(Ok(ExecEvent::Stdout(Bytes::from_static(
+          self.greeting.as_bytes(),
+        ))));
       }
       self.state.lock().unwrap().output = Some(tx);
-      Ok(Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })))
+      Ok(Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|e| (e, rx))
+      })))
     }
     async fn send_exec_input(&self, _: &str, _: &str, data: Bytes, _: bool) -> Result<()> {
       let mut lines = Vec::new();
@@ -1274,7 +1464,10 @@ mod server_tests {
     }
     async fn resize_exec(&self, _: &str, exec_id: &str, cols: u16, rows: u16) -> Result<()> {
       if exec_id != "e1" {
-        return Err(Error::NotFound { what: "execution", id: exec_id.into() });
+        return Err(Error::NotFound {
+          what: "execution",
+          id: exec_id.into(),
+        });
       }
       self.state.lock().unwrap().size = (cols, rows);
       Ok(())
@@ -1323,19 +1516,33 @@ mod server_tests {
   type Client = WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
   async fn setup(greeting: &'static str) -> (Adapter, Arc<FakeShell>, TerminalInfo) {
-    let shell = Arc::new(FakeShell { greeting, ..Default::default() });
-    let adapter = Adapter::with_client(&serde_json::json!({"apiUrl": "http://127.0.0.1:1"}), shell.clone());
-    let info = adapter.start_terminal("box1", &TerminalOptions::default()).await.unwrap();
+    let shell = Arc::new(FakeShell {
+      greeting,
+      ..Default::default()
+    });
+    let adapter = Adapter::with_client(
+      &serde_json::json!({"apiUrl": "http://127.0.0.1:1"}),
+      shell.clone(),
+    );
+    let info = adapter
+      .start_terminal("box1", &TerminalOptions::default())
+      .await
+      .unwrap();
     (adapter, shell, info)
   }
 
   async fn connect(url: &str, tty: bool) -> Client {
     let mut request = url.into_client_request().unwrap();
     if tty {
-      request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("tty"));
+      request
+        .headers_mut()
+        .insert("sec-websocket-protocol", HeaderValue::from_static("tty"));
     }
     let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let protocol = response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_string());
+    let protocol = response
+      .headers()
+      .get("sec-websocket-protocol")
+      .map(|v| v.to_str().unwrap().to_string());
     assert_eq!(protocol.as_deref(), tty.then_some("tty"));
     ws
   }
@@ -1343,7 +1550,9 @@ mod server_tests {
   /// The next data frame (skipping pings), within 5 s.
   async fn next(ws: &mut Client) -> Message {
     loop {
-      let message = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a frame in time");
+      let message = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a frame in time");
       match message {
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
         Some(Ok(message)) => return message,
@@ -1359,11 +1568,15 @@ mod server_tests {
   #[tokio::test]
   async fn core_framing_relays_input_resize_and_closes_on_exit() {
     let (_adapter, shell, info) = setup("").await;
-    assert!(info.url.starts_with(&format!("ws://127.0.0.1:{}/terminal/", info.port)));
+    assert!(info
+      .url
+      .starts_with(&format!("ws://127.0.0.1:{}/terminal/", info.port)));
     let mut ws = connect(&info.url, false).await;
     ws.send(binary(b"\x00hello\r")).await.unwrap();
     assert_eq!(next(&mut ws).await, binary(b"\x00out:hello\r\n"));
-    ws.send(binary(b"\x01{\"columns\":100,\"rows\":30}")).await.unwrap();
+    ws.send(binary(b"\x01{\"columns\":100,\"rows\":30}"))
+      .await
+      .unwrap();
     ws.send(binary(b"\x00size\r")).await.unwrap();
     assert_eq!(next(&mut ws).await, binary(b"\x0030 100\r\n"));
     ws.send(binary(b"\x00exit\r")).await.unwrap();
@@ -1372,7 +1585,10 @@ mod server_tests {
       other => panic!("expected a close, got {other:?}"),
     }
     let request = shell.state.lock().unwrap().requests[0].clone();
-    assert_eq!((request.cmd, request.tty), (vec!["/bin/bash".to_string()], Some(true)));
+    assert_eq!(
+      (request.cmd, request.tty),
+      (vec!["/bin/bash".to_string()], Some(true))
+    );
     assert_eq!(request.env.unwrap()["TERM"], "xterm-256color");
     assert!(shell.signals().is_empty(), "an exited shell is not signalled");
   }
@@ -1381,7 +1597,9 @@ mod server_tests {
   async fn ttyd_framing_greets_sizes_from_the_opening_message_and_relays() {
     let (_adapter, _shell, info) = setup("").await;
     let mut ws = connect(&info.url, true).await;
-    ws.send(binary(br#"{"AuthToken":"","columns":90,"rows":20}"#)).await.unwrap();
+    ws.send(binary(br#"{"AuthToken":"","columns":90,"rows":20}"#))
+      .await
+      .unwrap();
     assert_eq!(next(&mut ws).await, binary(b"1/bin/bash (box1)"));
     assert_eq!(next(&mut ws).await, binary(b"2{}"));
     ws.send(Message::Text("0size\r".into())).await.unwrap();
@@ -1417,7 +1635,9 @@ mod server_tests {
     let wrong = format!("ws://127.0.0.1:{}/terminal/{}/ws", info.port, "0".repeat(64));
     for (url, status) in [(wrong, 403), (format!("ws://127.0.0.1:{}/ws", info.port), 404)] {
       match tokio_tungstenite::connect_async(url.as_str()).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status().as_u16(), status),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+          assert_eq!(response.status().as_u16(), status)
+        }
         other => panic!("{url}: expected HTTP {status}, got {:?}", other.map(|_| ())),
       }
     }
@@ -1427,12 +1647,17 @@ mod server_tests {
   async fn a_wrong_auth_token_closes_with_policy_violation() {
     let (_adapter, shell, info) = setup("").await;
     let mut ws = connect(&info.url, true).await;
-    ws.send(binary(br#"{"AuthToken":"guess","columns":80,"rows":24}"#)).await.unwrap();
+    ws.send(binary(br#"{"AuthToken":"guess","columns":80,"rows":24}"#))
+      .await
+      .unwrap();
     match next(&mut ws).await {
       Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Policy),
       other => panic!("expected a close, got {other:?}"),
     }
-    assert!(shell.state.lock().unwrap().requests.is_empty(), "no shell for a refused client");
+    assert!(
+      shell.state.lock().unwrap().requests.is_empty(),
+      "no shell for a refused client"
+    );
   }
 
   #[tokio::test]
@@ -1446,7 +1671,11 @@ mod server_tests {
     while shell.signals().is_empty() && Instant::now() < deadline {
       tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(shell.signals(), [1], "SIGHUP, and no SIGKILL once the shell exited");
+    assert_eq!(
+      shell.signals(),
+      [1],
+      "SIGHUP, and no SIGKILL once the shell exited"
+    );
   }
 
   #[tokio::test]
@@ -1463,7 +1692,10 @@ mod server_tests {
     assert_eq!(shell.signals(), [1]);
     assert_eq!(adapter.terminals.running(), 0);
     assert!(tokio_tungstenite::connect_async(info.url.as_str()).await.is_err());
-    let err = adapter.start_terminal("box1", &TerminalOptions::default()).await.unwrap_err();
+    let err = adapter
+      .start_terminal("box1", &TerminalOptions::default())
+      .await
+      .unwrap_err();
     assert_eq!(err.code(), "disposed");
   }
 }

@@ -33,7 +33,11 @@ pub struct FakeClient {
 
 impl FakeClient {
   pub fn new() -> Self {
-    FakeClient { state: Mutex::default(), boot_polls: 0, fail_boot: None }
+    FakeClient {
+      state: Mutex::default(),
+      boot_polls: 0,
+      fail_boot: None,
+    }
   }
 
   /// A started box needs this many `get_box` calls before it runs (`u32::MAX`: never).
@@ -49,7 +53,14 @@ impl FakeClient {
   }
 
   pub fn calls_of(&self, name: &str) -> usize {
-    self.state.lock().unwrap().calls.iter().filter(|c| *c == name).count()
+    self
+      .state
+      .lock()
+      .unwrap()
+      .calls
+      .iter()
+      .filter(|c| *c == name)
+      .count()
   }
 
   pub fn box_ids(&self) -> Vec<String> {
@@ -69,12 +80,18 @@ impl FakeClient {
     state.calls.push(call.to_string());
     match state.boxes.get_mut(id) {
       Some(b) => f(b),
-      None => Err(Error::NotFound { what: "box", id: id.into() }),
+      None => Err(Error::NotFound {
+        what: "box",
+        id: id.into(),
+      }),
     }
   }
 
   fn unsupported<T>(operation: &str) -> Result<T> {
-    Err(Error::Unsupported { operation: operation.into(), backend: "the fake client".into() })
+    Err(Error::Unsupported {
+      operation: operation.into(),
+      backend: "the fake client".into(),
+    })
   }
 }
 
@@ -92,7 +109,14 @@ impl BoxClient for FakeClient {
       image: params.image.or(params.rootfs_path).unwrap_or_default(),
       ..BoxRecord::default()
     };
-    state.boxes.insert(id, FakeBox { record: record.clone(), polls_left: 0, snapshot_taken_while: None });
+    state.boxes.insert(
+      id,
+      FakeBox {
+        record: record.clone(),
+        polls_left: 0,
+        snapshot_taken_while: None,
+      },
+    );
     Ok(record)
   }
 
@@ -120,8 +144,19 @@ impl BoxClient for FakeClient {
 
   async fn delete_box(&self, box_id: &str, force: bool) -> Result<()> {
     let mut state = self.state.lock().unwrap();
-    state.calls.push(if force { "delete_box(force)".into() } else { "delete_box".into() });
-    state.boxes.remove(box_id).map(drop).ok_or_else(|| Error::NotFound { what: "box", id: box_id.into() })
+    state.calls.push(if force {
+      "delete_box(force)".into()
+    } else {
+      "delete_box".into()
+    });
+    state
+      .boxes
+      .remove(box_id)
+      .map(drop)
+      .ok_or_else(|| Error::NotFound {
+        what: "box",
+        id: box_id.into(),
+      })
   }
 
   async fn start_box(&self, box_id: &str) -> Result<()> {
@@ -151,12 +186,21 @@ impl BoxClient for FakeClient {
 
   async fn exec(&self, box_id: &str, request: ExecRequest) -> Result<ExecOutput> {
     // `sleep N` with a shorter timeout times out, as a real client reports it.
-    let sleep_secs = request.cmd.last().and_then(|c| c.strip_prefix("sleep ")).and_then(|n| n.parse::<f64>().ok());
+    let sleep_secs = request
+      .cmd
+      .last()
+      .and_then(|c| c.strip_prefix("sleep "))
+      .and_then(|n| n.parse::<f64>().ok());
     self.with_box("exec", box_id, |_| match (sleep_secs, request.timeout_seconds) {
-      (Some(sleep), Some(timeout)) if timeout < sleep => {
-        Err(Error::Timeout { operation: "exec".into(), after_ms: (timeout * 1000.0) as u64 })
-      }
-      _ => Ok(ExecOutput { stdout: String::new(), stderr: String::new(), exit_code: 0 }),
+      (Some(sleep), Some(timeout)) if timeout < sleep => Err(Error::Timeout {
+        operation: "exec".into(),
+        after_ms: (timeout * 1000.0) as u64,
+      }),
+      _ => Ok(ExecOutput {
+        stdout: String::new(),
+        stderr: String::new(),
+        exit_code: 0,
+      }),
     })
   }
 
@@ -195,7 +239,12 @@ impl BoxClient for FakeClient {
   async fn create_snapshot(&self, box_id: &str, name: &str) -> Result<Snapshot> {
     self.with_box("create_snapshot", box_id, |b| {
       b.snapshot_taken_while = Some(b.record.status.clone());
-      Ok(Snapshot { id: name.into(), box_id: box_id.into(), name: name.into(), ..Snapshot::default() })
+      Ok(Snapshot {
+        id: name.into(),
+        box_id: box_id.into(),
+        name: name.into(),
+        ..Snapshot::default()
+      })
     })
   }
 
@@ -206,7 +255,9 @@ impl BoxClient for FakeClient {
   async fn restore_snapshot(&self, box_id: &str, _name: &str) -> Result<()> {
     self.with_box("restore_snapshot", box_id, |b| {
       if b.record.status == "running" {
-        return Err(Error::InvalidState { message: "restore needs a stopped box".into() });
+        return Err(Error::InvalidState {
+          message: "restore needs a stopped box".into(),
+        });
       }
       Ok(())
     })

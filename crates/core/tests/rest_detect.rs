@@ -176,15 +176,15 @@ async fn features_tell_the_file_layer_what_each_server_can_do() {
       ],
       Features {
         tar_upload: false,
-        tar_download: false,
+        tar_download: true,
         exec_stdin: false,
       },
     ),
     (
       vec!["--dialect", "current", "--auth", "none"],
       Features {
-        tar_upload: false,
-        tar_download: false,
+        tar_upload: true,
+        tar_download: true,
         exec_stdin: true,
       },
     ),

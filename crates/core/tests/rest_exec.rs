@@ -150,8 +150,8 @@ async fn an_empty_command_is_refused_before_any_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_archives_upload_where_the_server_unpacks_them() {
-  // BoxRun's uploads are unpacked by `tar` in the box, which handles gzip; Ref (sse) too.
-  for dialect in ["sse", "boxrun"] {
+  // Ref (sse) unpacks gzip itself; BoxRun and current uploads are unpacked by `tar` in the box.
+  for dialect in ["sse", "current", "boxrun"] {
     let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
       return;
     };
@@ -231,5 +231,31 @@ async fn closing_the_stdin_of_a_finished_command_is_not_an_error() {
       .send_exec_input(&id, &execution.id, Bytes::new(), true)
       .await
       .unwrap_or_else(|e| panic!("{dialect}: {e}"));
+  }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_beyond_the_2_mib_body_cap_of_serve_and_boxrun_arrive_whole() {
+  for dialect in ["current", "boxrun"] {
+    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
+      return;
+    };
+    let client = tb.client(json!({}));
+    let id = create_running_box(&client).await;
+    let size = 9 * 1024 * 1024 + 123;
+    let (tar, _) = generated_tar("nine.bin", size);
+    client
+      .upload_files(&id, "/root/big", tar)
+      .await
+      .unwrap_or_else(|e| panic!("{dialect}: {e}"));
+    let out = client
+      .exec(&id, argv(&["wc", "-c", "/root/big/nine.bin"]))
+      .await
+      .unwrap();
+    assert_eq!(
+      out.stdout.split_whitespace().next(),
+      Some(size.to_string().as_str()),
+      "{dialect}: {out:?}"
+    );
   }
 }

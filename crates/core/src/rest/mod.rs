@@ -3,7 +3,9 @@
 //!
 //! Layout: `request` builds every request as data and `wire` shapes bodies and parses replies
 //! tolerantly (both sans IO, unit-tested); `sse` decodes event streams and `ws` attach frames;
-//! `transport` is the only module that sends HTTP (and `ws::connect` the only WebSocket).
+//! `auth` holds the token cache rules; `events` turns bodies into exec event streams;
+//! `boxrun_files` and `attach_upload` carry tar transfers where servers cannot; `transport` is the only module that sends
+//! HTTP (and `ws::connect` the only WebSocket).
 //!
 //! **Dialect detection** (`dialect: "auto"`, the default) happens once, lazily, on the first
 //! call, and is retried on the next call if it failed (nothing is cached on failure):
@@ -28,26 +30,40 @@
 //! **Exec**: the command is always argv; a working directory is entered by the command itself
 //! (`sh -c 'cd -- "$1" && shift && exec "$@"' sh <dir> <argv…>`) because some servers ignore
 //! `working_dir`; `timeout_seconds` is sent to the server and also enforced here, killing the
-//! execution when it runs out.
+//! execution when it runs out. `exec` and `exec_stream` own the execution they start: a caller
+//! that drops the future or the stream before the exit kills it. Output is yielded as it
+//! arrives (SSE in A and C, the attach WebSocket in B); a stream that breaks, goes silent past
+//! the idle bound or ends without an exit event ends with an error. A quiet BoxRun stream is
+//! checked against the execution's status (a stream live during a cancel never ends there).
 //!
-//! **Files on BoxRun** (one file per request, 2 MiB cap, no tar API): uploads go in 1 MiB parts
-//! to a staging directory and are unpacked by an exec; downloads are archived by an exec first
-//! (`tar -cf … -C <parent> <name>`, the same layout BoxLite servers send), then streamed.
+//! **Tolerated quirks** (all documented in `server-apis.md`): BoxRun's 409/400 on starting a
+//! running or stopping a stopped box count as success (BoxLite's start/stop are idempotent);
+//! the SSE-era reference server's 500 "not found: …" on deleting an unknown box is a
+//! not-found; closing the stdin of a command that already ended is not an error; the status
+//! filter of `list_boxes` is applied here too (`boxlite serve` ignores it); a 409 "already
+//! attached" right after a detach is retried briefly.
+//!
+//! **Files**: A uses the server's tar endpoints. B's `boxlite serve` caps uploads at 2 MiB,
+//! takes plain tars only and nests them, so B uploads go through an exec's stdin
+//! (`attach_upload`). BoxRun has one-file endpoints only: see `boxrun_files`.
 
+mod attach_upload;
 mod auth;
+mod boxrun_files;
+mod events;
 mod request;
 mod sse;
 mod transport;
 mod wire;
 mod ws;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -60,19 +76,10 @@ use crate::client::{
 };
 use crate::config::{Auth, DialectChoice, RemoteConfig};
 use crate::error::{Error, Result};
+use events::{collect, sse_events, with_deadline, EventKind};
 use request::{Route, Spec};
 use transport::{Payload, Transport};
 
-/// BoxRun rejects request bodies above 2 MiB; upload parts stay well below.
-const BOXRUN_UPLOAD_PART_BYTES: usize = 1024 * 1024;
-/// Where BoxRun uploads and downloads are staged in the guest (on the root filesystem: `/tmp`
-/// is a tmpfs that file copies cannot see).
-const BOXRUN_STAGING_DIR: &str = "/var/tmp";
-/// How long a BoxRun event stream may stay quiet before the execution's status is checked.
-const BOXRUN_STATUS_POLL: Duration = Duration::from_secs(2);
-/// After the status of a quiet BoxRun stream says "finished", in-flight events get this long
-/// before the exit is taken from the status (a cancelled execution's stream never ends).
-const BOXRUN_EXIT_GRACE: Duration = Duration::from_secs(1);
 /// A timed-out exec is killed within this bound before the timeout is reported.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A detaching attach client waits this long for the server to close its side.
@@ -491,121 +498,6 @@ impl Inner {
     }
     Ok(output)
   }
-
-  async fn boxrun_upload(
-    self: &Arc<Self>,
-    route: &Route,
-    box_id: &str,
-    path: &str,
-    mut tar: ByteStream,
-  ) -> Result<()> {
-    let staging = staging_dir();
-    self
-      .run(
-        route,
-        box_id,
-        &["mkdir", "-p", "--", &staging],
-        "preparing the upload",
-      )
-      .await?;
-    let spec = route.upload_file(box_id);
-    let mut part = BytesMut::with_capacity(BOXRUN_UPLOAD_PART_BYTES);
-    let mut index = 0usize;
-    let mut gzip = None;
-    let result: Result<()> = async {
-      loop {
-        let chunk = tar.next().await.transpose()?;
-        if let Some(chunk) = &chunk {
-          if gzip.is_none() && !chunk.is_empty() {
-            gzip = Some(chunk.len() >= 2 && chunk[0] == 0x1f && chunk[1] == 0x8b);
-          }
-          let mut rest = chunk.clone();
-          while !rest.is_empty() {
-            let take = rest.len().min(BOXRUN_UPLOAD_PART_BYTES - part.len());
-            part.extend_from_slice(&rest.split_to(take));
-            if part.len() == BOXRUN_UPLOAD_PART_BYTES {
-              self
-                .upload_part(&spec, &staging, index, part.split().freeze())
-                .await?;
-              index += 1;
-            }
-          }
-        } else {
-          if !part.is_empty() {
-            self
-              .upload_part(&spec, &staging, index, part.split().freeze())
-              .await?;
-          }
-          return Ok(());
-        }
-      }
-    }
-    .await;
-    if let Err(e) = result {
-      let _ = self
-        .run(route, box_id, &["rm", "-rf", "--", &staging], "cleaning up")
-        .await;
-      return Err(e);
-    }
-    let flags = if gzip == Some(true) { "-xzf" } else { "-xf" };
-    let script = format!(
-      r#"mkdir -p -- "$1" && cat "$2"/part-* | tar {flags} - -C "$1"; s=$?; rm -rf -- "$2"; exit $s"#
-    );
-    self
-      .run(
-        route,
-        box_id,
-        &["sh", "-c", &script, "sh", path, &staging],
-        "unpacking the upload",
-      )
-      .await?;
-    Ok(())
-  }
-
-  async fn upload_part(&self, spec: &Spec, staging: &str, index: usize, bytes: Bytes) -> Result<()> {
-    let len = bytes.len() as u64;
-    let file =
-      reqwest::multipart::Part::stream_with_length(reqwest::Body::from(bytes), len).file_name("part");
-    let form = reqwest::multipart::Form::new()
-      .text("dest", format!("{staging}/part-{index:06}"))
-      .part("file", file);
-    self.transport.empty(spec, Payload::Multipart(form)).await
-  }
-
-  async fn boxrun_download(self: &Arc<Self>, route: &Route, box_id: &str, path: &str) -> Result<ByteStream> {
-    let (parent, name) = split_path(path);
-    let staging = staging_dir();
-    let archive = format!("{staging}/archive.tar");
-    let script = r#"mkdir -p -- "$3" && tar -cf "$3/archive.tar" -C "$1" -- "$2""#;
-    if let Err(e) = self
-      .run(
-        route,
-        box_id,
-        &["sh", "-c", script, "sh", &parent, &name, &staging],
-        "archiving",
-      )
-      .await
-    {
-      let _ = self
-        .run(route, box_id, &["rm", "-rf", "--", &staging], "cleaning up")
-        .await;
-      return Err(e);
-    }
-    let cleanup = StagingCleanup {
-      inner: self.clone(),
-      route: route.clone(),
-      box_id: box_id.to_string(),
-      dir: staging,
-      runtime: tokio::runtime::Handle::try_current().ok(),
-    };
-    let spec = route.download_file(box_id, &archive);
-    let response = self.transport.send(&spec, Payload::None).await?;
-    let body = self.transport.body_stream(&spec, response);
-    Ok(Box::pin(body.map(move |item| {
-      let _keep = &cleanup;
-      item
-    })))
-  }
 }
 
 /// Start and stop are idempotent in BoxLite; BoxRun refuses a start of a running box (which
@@ -619,63 +511,6 @@ fn already_there(result: Result<()>, code: &str) -> Result<()> {
 
 fn request_name(request: &ExecRequest) -> String {
   request.cmd.first().cloned().unwrap_or_default()
-}
-
-fn staging_dir() -> String {
-  static COUNTER: AtomicU64 = AtomicU64::new(0);
-  let nanos = std::time::SystemTime::now()
-    .duration_since(std::time::UNIX_EPOCH)
-    .map(|d| d.as_nanos())
-    .unwrap_or(0);
-  let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-  format!(
-    "{BOXRUN_STAGING_DIR}/.boxlite-xfer-{}-{nanos:x}-{n}",
-    std::process::id()
-  )
-}
-
-/// `(parent, name)` for `tar -C parent name`; `/` archives as `.` of `/`.
-fn split_path(path: &str) -> (String, String) {
-  let trimmed = path.trim_end_matches('/');
-  if trimmed.is_empty() {
-    return ("/".into(), ".".into());
-  }
-  match trimmed.rfind('/') {
-    Some(0) => ("/".into(), trimmed[1..].into()),
-    Some(i) => (trimmed[..i].into(), trimmed[i + 1..].into()),
-    None => (".".into(), trimmed.into()),
-  }
-}
-
-/// Removes a BoxRun staging directory once its download stream is finished or dropped.
-struct StagingCleanup {
-  inner: Arc<Inner>,
-  route: Route,
-  box_id: String,
-  dir: String,
-  /// See `KillOnDrop::runtime`.
-  runtime: Option<tokio::runtime::Handle>,
-}
-
-impl Drop for StagingCleanup {
-  fn drop(&mut self) {
-    let Some(handle) = self
-      .runtime
-      .clone()
-      .or_else(|| tokio::runtime::Handle::try_current().ok())
-    else {
-      return;
-    };
-    let inner = self.inner.clone();
-    let route = self.route.clone();
-    let box_id = std::mem::take(&mut self.box_id);
-    let dir = std::mem::take(&mut self.dir);
-    handle.spawn(async move {
-      let _ = inner
-        .run(&route, &box_id, &["rm", "-rf", "--", &dir], "cleaning up")
-        .await;
-    });
-  }
 }
 
 /// Kills an execution this client started for a caller who went away before its end.
@@ -760,174 +595,6 @@ impl Drop for AttachGuard {
       }
     }
   }
-}
-
-enum EventKind {
-  SseEra,
-  /// BoxRun events, plus the execution's status request: a subscriber connected while a
-  /// cancel lands never gets an end of stream, so a quiet stream is checked against the status.
-  Boxrun(sse::BoxrunEvents, Spec),
-}
-
-/// Whether a BoxRun `Exec` status is final.
-fn boxrun_finished(status: &Value) -> bool {
-  status
-    .get("status")
-    .and_then(Value::as_str)
-    .is_some_and(|s| !matches!(s, "running" | "queued" | "pending" | "creating"))
-}
-
-/// Exec events from an SSE body: yielded as they arrive, ending after `exit`; a body that ends
-/// or breaks before `exit` ends the stream with an error.
-fn sse_events(bytes: ByteStream, kind: EventKind, spec: &Spec, transport: Arc<Transport>) -> ExecEventStream {
-  struct State {
-    bytes: ByteStream,
-    decoder: sse::SseDecoder,
-    kind: EventKind,
-    queue: VecDeque<ExecEvent>,
-    spec: Spec,
-    transport: Arc<Transport>,
-    /// BoxRun: the exit code the status reported while the stream stayed quiet.
-    finished: Option<Option<i32>>,
-  }
-  let state = State {
-    bytes,
-    decoder: sse::SseDecoder::new(),
-    kind,
-    queue: VecDeque::new(),
-    spec: spec.clone(),
-    transport,
-    finished: None,
-  };
-  Box::pin(futures_util::stream::unfold(Some(state), |state| async move {
-    let mut st = state?;
-    loop {
-      if let Some(event) = st.queue.pop_front() {
-        let last = matches!(event, ExecEvent::Exit(_));
-        return Some((Ok(event), if last { None } else { Some(st) }));
-      }
-      let next = match &st.kind {
-        EventKind::Boxrun(_, status) => {
-          // Once the status says "finished", events still in flight get a grace period.
-          let wait = if st.finished.is_some() {
-            BOXRUN_EXIT_GRACE
-          } else {
-            BOXRUN_STATUS_POLL
-          };
-          match tokio::time::timeout(wait, st.bytes.next()).await {
-            Ok(next) => next,
-            Err(_) => {
-              if let Some(code) = st.finished {
-                return Some((Ok(ExecEvent::Exit(code)), None));
-              }
-              let status = status.clone();
-              if let Ok(value) = st.transport.json(&status, Payload::None).await {
-                if boxrun_finished(&value) {
-                  st.finished = Some(sse::exit_code_of(&value));
-                }
-              }
-              continue;
-            }
-          }
-        }
-        EventKind::SseEra => st.bytes.next().await,
-      };
-      match next {
-        Some(Ok(chunk)) => {
-          for event in st.decoder.feed(&chunk) {
-            let decoded = match &mut st.kind {
-              EventKind::SseEra => sse::decode_sse_era(&event),
-              EventKind::Boxrun(events, _) => events.decode(&event),
-            };
-            match decoded {
-              Ok(sse::Decoded::Event(e)) => st.queue.push_back(e),
-              Ok(sse::Decoded::Skip) => {}
-              Ok(sse::Decoded::Failed(message)) => {
-                let message = format!("the server reported a failure in the stream: {message}");
-                return Some((Err(st.transport.protocol(&st.spec, message)), None));
-              }
-              Err(message) => return Some((Err(st.transport.protocol(&st.spec, message)), None)),
-            }
-          }
-        }
-        Some(Err(e)) => return Some((Err(e), None)),
-        None => {
-          let message = if st.decoder.has_partial_event() {
-            "the event stream was cut in the middle of an event, before the exit event"
-          } else {
-            "the event stream ended before the exit event"
-          };
-          let error = Error::Transport {
-            method: st.spec.method.to_string(),
-            path: st.spec.path.clone(),
-            message: message.into(),
-          };
-          return Some((Err(error), None));
-        }
-      }
-    }
-  }))
-}
-
-/// Ends `events` with `Error::Timeout` at `deadline`, killing the execution first.
-fn with_deadline<K, F>(
-  events: ExecEventStream,
-  deadline: tokio::time::Instant,
-  limit: Duration,
-  operation: String,
-  killer: K,
-) -> ExecEventStream
-where
-  K: FnOnce() -> F + Send + 'static,
-  F: std::future::Future<Output = ()> + Send + 'static,
-{
-  Box::pin(futures_util::stream::unfold(
-    Some((events, Some(killer))),
-    move |state| {
-      let operation = operation.clone();
-      async move {
-        let (mut events, mut killer) = state?;
-        match tokio::time::timeout_at(deadline, events.next()).await {
-          Ok(Some(item)) => Some((item, Some((events, killer)))),
-          Ok(None) => None,
-          Err(_) => {
-            drop(events);
-            if let Some(kill) = killer.take() {
-              kill().await;
-            }
-            Some((
-              Err(Error::Timeout {
-                operation,
-                after_ms: limit.as_millis() as u64,
-              }),
-              None,
-            ))
-          }
-        }
-      }
-    },
-  ))
-}
-
-async fn collect(mut events: ExecEventStream) -> Result<ExecOutput> {
-  let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-  while let Some(event) = events.next().await {
-    match event? {
-      ExecEvent::Stdout(b) => stdout.extend_from_slice(&b),
-      ExecEvent::Stderr(b) => stderr.extend_from_slice(&b),
-      ExecEvent::Exit(code) => {
-        return Ok(ExecOutput {
-          stdout: String::from_utf8_lossy(&stdout).into_owned(),
-          stderr: String::from_utf8_lossy(&stderr).into_owned(),
-          // No code (killed before the server could wait for it) is an abnormal end.
-          exit_code: code.unwrap_or(-1),
-        });
-      }
-    }
-  }
-  Err(Error::Internal(
-    "exec output ended without exit event or error".into(),
-  ))
 }
 
 #[async_trait]
@@ -1107,8 +774,10 @@ impl BoxClient for RestClient {
 
   async fn upload_files(&self, box_id: &str, path: &str, tar: ByteStream) -> Result<()> {
     let route = self.inner.route().await?.clone();
-    if route.dialect == Dialect::Boxrun {
-      return self.inner.boxrun_upload(&route, box_id, path, tar).await;
+    match route.dialect {
+      Dialect::Boxrun => return self.inner.boxrun_upload(&route, box_id, path, tar).await,
+      Dialect::Current => return self.inner.attach_upload(&route, box_id, path, tar).await,
+      Dialect::Sse => {}
     }
     let spec = route.upload(box_id, path)?;
     self.inner.transport.empty(&spec, Payload::Stream(tar)).await
@@ -1196,10 +865,10 @@ impl BoxClient for RestClient {
   /// What the file layer may rely on, per dialect and server:
   /// * SSE era, reference server: everything. SSE-era `boxlite serve` (recognised by its
   ///   four-flag `/v1/config` without `defaults`) forgets an execution once its output is
-  ///   opened (no stdin while reading), nests uploads under `extracted/` and, like current
-  ///   serve, archives downloads as `./` plus `./<name>/…` (not "top level = basename").
-  /// * Current: tar uploads are capped at 2 MiB and nested by `boxlite serve`, downloads have
-  ///   the `./` layout above; stdin goes over the attach socket, so files go through execs.
+  ///   opened (no stdin while reading) and nests uploads under `extracted/`; its downloads,
+  ///   like current serve's, are `./` plus `./<name>/…`, which `archive` unwraps.
+  /// * Current: uploads go through an exec's stdin (`attach_upload`: no size cap, no
+  ///   nesting); downloads use the file endpoint.
   /// * BoxRun: tar upload and download are emulated here (staged parts and an in-box `tar`),
   ///   without size limit; executions have no stdin.
   async fn features(&self) -> Result<Features> {
@@ -1219,13 +888,13 @@ impl BoxClient for RestClient {
           .await;
         Features {
           tar_upload: !evicting,
-          tar_download: !evicting,
+          tar_download: true,
           exec_stdin: !evicting,
         }
       }
       Dialect::Current => Features {
-        tar_upload: false,
-        tar_download: false,
+        tar_upload: true,
+        tar_download: true,
         exec_stdin: true,
       },
       Dialect::Boxrun => Features {
@@ -1233,6 +902,16 @@ impl BoxClient for RestClient {
         tar_download: true,
         exec_stdin: false,
       },
+    })
+  }
+
+  async fn backend_name(&self) -> Result<String> {
+    let route = self.inner.route().await?;
+    let name = route.dialect.backend();
+    Ok(match (route.dialect, self.features().await?.exec_stdin) {
+      // SSE-era `boxlite serve` (see `features`) is the SSE dialect without stdin.
+      (Dialect::Sse, false) => format!("{name}: boxlite serve of that era"),
+      _ => name.to_string(),
     })
   }
 
@@ -1284,55 +963,6 @@ mod tests {
       None
     );
     assert_eq!(principal_prefix(&json!({"prefix": ""})), None);
-  }
-
-  #[test]
-  fn download_paths_split_into_parent_and_name() {
-    assert_eq!(split_path("/root/dir/"), ("/root".into(), "dir".into()));
-    assert_eq!(split_path("/etc"), ("/".into(), "etc".into()));
-    assert_eq!(split_path("/"), ("/".into(), ".".into()));
-    assert_eq!(split_path("rel"), (".".into(), "rel".into()));
-  }
-
-  #[tokio::test]
-  async fn collect_joins_output_and_maps_a_missing_exit_code_to_minus_one() {
-    let events: Vec<Result<ExecEvent>> = vec![
-      Ok(ExecEvent::Stdout(Bytes::from_static(b"a\xc3"))),
-      Ok(ExecEvent::Stdout(Bytes::from_static(b"\xa9"))),
-      Ok(ExecEvent::Stderr(Bytes::from_static(b"e"))),
-      Ok(ExecEvent::Exit(None)),
-    ];
-    let output = collect(Box::pin(futures_util::stream::iter(events)))
-      .await
-      .unwrap();
-    assert_eq!(
-      output,
-      ExecOutput {
-        stdout: "aé".into(),
-        stderr: "e".into(),
-        exit_code: -1
-      }
-    );
-  }
-
-  #[tokio::test]
-  async fn a_deadline_kills_and_ends_the_stream_with_a_timeout() {
-    let killed = Arc::new(AtomicBool::new(false));
-    let never: ExecEventStream = Box::pin(futures_util::stream::pending());
-    let flag = killed.clone();
-    let killer = move || async move { flag.store(true, Ordering::SeqCst) };
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
-    let mut stream = with_deadline(
-      never,
-      deadline,
-      Duration::from_millis(20),
-      "exec of 'sleep'".into(),
-      killer,
-    );
-    let error = stream.next().await.unwrap().unwrap_err();
-    assert_eq!(error.code(), "timeout");
-    assert!(killed.load(Ordering::SeqCst));
-    assert!(stream.next().await.is_none());
   }
 
   #[test]

@@ -1,0 +1,119 @@
+//! Tar upload for the current BoxLite dialect through an exec's stdin. `boxlite serve`'s file
+//! endpoint buffers the body under axum's 2 MiB cap, takes plain tars only and nests the
+//! archive under `extracted/` when the target exists (server-apis.md B.6); piping the archive
+//! into `tar -x[z]f - -C <path>` over the attach socket has no size limit, takes gzip, extracts
+//! exactly into `path` and also reaches tmpfs mounts.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use super::events::collect;
+use super::request::Route;
+use super::{ws, Inner};
+use crate::client::{ByteStream, ExecRequest};
+use crate::error::{Error, Result};
+
+/// Stdin frames stay well below WebSocket servers' message limits (aiohttp 4 MiB, axum's
+/// tungstenite 16 MiB per frame); smaller frames cost throughput (256 KiB: half as fast).
+const STDIN_FRAME_BYTES: usize = 1024 * 1024;
+
+/// The extraction command: the path is an argument, never part of the script.
+pub(super) fn extract_command(path: &str, gzip: bool) -> ExecRequest {
+  let flags = if gzip { "-xzf" } else { "-xf" };
+  let script = format!(r#"mkdir -p -- "$1" && exec tar {flags} - -C "$1""#);
+  ExecRequest {
+    cmd: vec!["sh".into(), "-c".into(), script, "sh".into(), path.to_string()],
+    ..Default::default()
+  }
+}
+
+pub(super) fn is_gzip(first: &[u8]) -> bool {
+  first.len() >= 2 && first[0] == 0x1f && first[1] == 0x8b
+}
+
+impl Inner {
+  pub(super) async fn attach_upload(
+    self: &Arc<Self>,
+    route: &Route,
+    box_id: &str,
+    path: &str,
+    mut tar: ByteStream,
+  ) -> Result<()> {
+    // The first bytes tell a gzip archive from a plain one.
+    let mut first = Bytes::new();
+    while first.is_empty() {
+      match tar.next().await {
+        Some(chunk) => first = chunk?,
+        None => break,
+      }
+    }
+    let request = extract_command(path, is_gzip(&first));
+    let execution = self.start_exec(route, box_id, &request).await?;
+    let mut guard = self.kill_on_drop(route, box_id, &execution.id);
+    let spec = route.exec_output(box_id, &execution.id);
+    let (mut sink, source) = self.attach(&spec).await?;
+    let events = Box::pin(ws::events(
+      source,
+      self.transport.tuning.stream_idle_timeout,
+      &spec,
+      None,
+    ));
+    let send = async {
+      let mut pending = Some(Ok(first));
+      loop {
+        let chunk = match pending.take() {
+          Some(chunk) => chunk,
+          None => match tar.next().await {
+            Some(chunk) => chunk,
+            None => break,
+          },
+        };
+        let mut chunk: Bytes = chunk?;
+        while !chunk.is_empty() {
+          let piece = chunk.split_to(chunk.len().min(STDIN_FRAME_BYTES));
+          ws::send(&mut sink, vec![ws::stdin_frame(piece)], &spec).await?;
+        }
+      }
+      ws::send(&mut sink, vec![ws::stdin_eof_frame()], &spec).await
+    };
+    let (sent, output) = tokio::join!(send, collect(events));
+    drop(sink);
+    let output = match output {
+      Ok(output) => output,
+      Err(error) => return Err(sent.err().unwrap_or(error)),
+    };
+    guard.disarm();
+    match output.exit_code {
+      // `tar` stops reading at the end-of-archive blocks, so a write failing after that (the
+      // padding of the last record) changes nothing.
+      0 => Ok(()),
+      // The command's own failure explains a broken stdin better than the write error.
+      code => Err(Error::InvalidArgument {
+        argument: "path".into(),
+        problem: format!(
+          "unpacking the archive into '{path}' failed in the box (exit {code}): {}",
+          super::wire::excerpt(output.stderr.trim().as_bytes())
+        ),
+      }),
+    }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn the_target_path_is_an_argument_and_gzip_is_sniffed() {
+    let plain = extract_command("/root/it's here", false);
+    assert_eq!(plain.cmd[0..2], ["sh", "-c"]);
+    assert!(plain.cmd[2].contains("tar -xf - -C \"$1\"") && !plain.cmd[2].contains("it's"));
+    assert_eq!(plain.cmd[3..], ["sh", "/root/it's here"]);
+    assert!(extract_command("/x", true).cmd[2].contains("tar -xzf -"));
+    assert!(is_gzip(&[0x1f, 0x8b, 8]));
+    assert!(!is_gzip(b"us"));
+    assert!(!is_gzip(&[0x1f]));
+  }
+}

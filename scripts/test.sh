@@ -40,7 +40,9 @@ lint() {
       cargo clippy -p boxlite-core --features local --all-targets --target "$HOST_TRIPLE" -- -D warnings
 }
 suite "lint (rustfmt, clippy)" lint
-suite "cargo test" cargo test --workspace --target "$HOST_TRIPLE"
+# The streamed-transfer test moves 1 GB each way (memory must stay flat).
+suite "cargo test" env BOXLITE_TEST_TRANSFER_MB="${BOXLITE_TEST_TRANSFER_MB:-1000}" \
+  cargo test --workspace --target "$HOST_TRIPLE"
 if [[ -f "$ROOT/scripts/test-local-engine.sh" ]]; then
   suite "cargo test (embedded Python)" "$ROOT/scripts/test-local-engine.sh"
 fi

@@ -68,9 +68,7 @@ async fn bench() {
       ],
       _ => vec!["--dialect", "boxrun"],
     };
-    let Some(tb) = Testbed::start(&args).await else {
-      return;
-    };
+    let tb = Testbed::start(&args).await;
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
 

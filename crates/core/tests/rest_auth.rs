@@ -32,9 +32,7 @@ fn bearer_of(entry: &Value) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_credentials_token_is_fetched_once_and_sent_as_bearer() {
-  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await;
   let client = tb.client(json!({}));
   client.list_boxes(None, None).await.unwrap();
   client.list_boxes(None, None).await.unwrap();
@@ -58,7 +56,7 @@ async fn client_credentials_token_is_fetched_once_and_sent_as_bearer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_is_refreshed_before_it_expires() {
-  let Some(tb) = Testbed::start(&[
+  let tb = Testbed::start(&[
     "--dialect",
     "sse",
     "--auth",
@@ -66,10 +64,7 @@ async fn token_is_refreshed_before_it_expires() {
     "--token-lifetime",
     "4",
   ])
-  .await
-  else {
-    return;
-  };
+  .await;
   let client = tb.client(json!({"dialect": "sse"}));
   client.list_boxes(None, None).await.unwrap();
   tokio::time::sleep(Duration::from_millis(2300)).await;
@@ -88,9 +83,7 @@ async fn token_is_refreshed_before_it_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_is_retried_once_with_a_fresh_token() {
-  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await;
   let client = tb.client(json!({"dialect": "sse"}));
   client.list_boxes(None, None).await.unwrap();
   tb.faults(json!({"kind": "expire_token", "method": "GET", "path": "/boxes$"}))
@@ -123,9 +116,7 @@ async fn a_401_is_retried_once_with_a_fresh_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_401_is_reported_not_retried_forever() {
-  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await;
   let client = tb.client(json!({"dialect": "sse"}));
   tb.faults(json!({"kind": "expire_token", "path": "/boxes$", "times": 0}))
     .await;
@@ -143,9 +134,7 @@ async fn a_second_401_is_reported_not_retried_forever() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_client_credentials_fail_without_echoing_the_secret() {
-  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await;
   let config =
     tb.config(json!({"clientId": "test-client", "clientSecret": "wrong-secret-4711", "dialect": "sse"}));
   let client = rest::connect_with(&config, quick_tuning()).unwrap();
@@ -162,9 +151,7 @@ async fn refused_client_credentials_fail_without_echoing_the_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_api_token_never_appears_in_errors_or_debug_output() {
-  let Some(tb) = Testbed::start(&["--dialect", "current", "--auth", "token"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "current", "--auth", "token"]).await;
   let secret = "blk_live_leaky-token-0123456789";
   let client = rest::connect_with(
     &tb.config(json!({"apiToken": secret, "dialect": "current"})),
@@ -195,9 +182,7 @@ async fn a_wrong_api_token_never_appears_in_errors_or_debug_output() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_credentials_no_authorization_header_is_ever_sent() {
   for dialect in ["sse", "current", "boxrun"] {
-    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
-      return;
-    };
+    let tb = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await;
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
     client.exec(&id, argv(&["true"])).await.unwrap();
@@ -221,9 +206,7 @@ async fn without_credentials_no_authorization_header_is_ever_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_token_goes_on_every_request_including_the_websocket_upgrade() {
-  let Some(tb) = Testbed::start(&["--dialect", "current", "--auth", "token"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "current", "--auth", "token"]).await;
   let client = tb.client(json!({}));
   assert_eq!(client.dialect().await.unwrap(), Dialect::Current);
   let id = create_running_box(&client).await;

@@ -62,9 +62,7 @@ async fn auto_detects_each_dialect_with_or_without_a_trailing_slash() {
     (vec!["--dialect", "boxrun"], Dialect::Boxrun, None),
   ];
   for (args, dialect, prefix) in cases {
-    let Some(tb) = Testbed::start(&args).await else {
-      return;
-    };
+    let tb = Testbed::start(&args).await;
     for url in [tb.url.clone(), format!("{}/", tb.url)] {
       let client = tb.client(json!({"apiUrl": url}));
       assert_eq!(client.dialect().await.unwrap(), dialect, "{args:?} at {url}");
@@ -93,10 +91,7 @@ async fn auto_detects_each_dialect_with_or_without_a_trailing_slash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_prefix_wins_over_discovery() {
-  let Some(tb) = Testbed::start(&["--dialect", "current", "--auth", "none", "--prefix", "org-1"]).await
-  else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "current", "--auth", "none", "--prefix", "org-1"]).await;
   let client = tb.client(json!({"prefix": "org-1", "dialect": "current"}));
   client.list_boxes(None, None).await.unwrap();
   let log = tb.requests().await;
@@ -123,9 +118,7 @@ async fn a_server_of_no_known_dialect_is_reported_and_detection_is_retried() {
     "{error}"
   );
 
-  let Some(tb) = Testbed::start(&["--dialect", "boxrun"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "boxrun"]).await;
   tb.faults(json!({"kind": "error", "status": 500, "path": "^/v1/config$", "times": 1}))
     .await;
   let client = tb.client(json!({}));
@@ -143,9 +136,7 @@ async fn a_server_of_no_known_dialect_is_reported_and_detection_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_forced_dialect_fails_clearly() {
-  let Some(tb) = Testbed::start(&["--dialect", "boxrun"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "boxrun"]).await;
   let client = tb.client(json!({"dialect": "sse"}));
   let error = client.list_boxes(None, None).await.unwrap_err();
   assert!(error.to_string().starts_with("BoxLite API error 404"), "{error}");
@@ -198,9 +189,7 @@ async fn features_tell_the_file_layer_what_each_server_can_do() {
     ),
   ];
   for (args, expected) in cases {
-    let Some(tb) = Testbed::start(&args).await else {
-      return;
-    };
+    let tb = Testbed::start(&args).await;
     assert_eq!(
       tb.client(json!({})).features().await.unwrap(),
       expected,

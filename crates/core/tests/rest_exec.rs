@@ -28,9 +28,7 @@ fn kill_requests(log: &[Value]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_side_timeout_kills_the_execution_in_every_dialect() {
   for dialect in DIALECTS {
-    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
-      return;
-    };
+    let tb = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await;
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
     tb.clear_requests().await;
@@ -69,9 +67,7 @@ async fn a_client_side_timeout_kills_the_execution_in_every_dialect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_sent_before_anyone_reads_the_output_is_not_lost() {
   for dialect in ["sse", "current"] {
-    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
-      return;
-    };
+    let tb = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await;
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
     let execution = client.exec_async(&id, sh("cat; echo done >&2")).await.unwrap();
@@ -99,9 +95,7 @@ async fn stdin_sent_before_anyone_reads_the_output_is_not_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_executions_run_concurrently_over_one_client() {
   for dialect in DIALECTS {
-    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
-      return;
-    };
+    let tb = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await;
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
     let runs = (0..16).map(|i| {
@@ -120,9 +114,7 @@ async fn many_executions_run_concurrently_over_one_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_and_non_ascii_output_arrives_intact() {
   for dialect in DIALECTS {
-    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
-      return;
-    };
+    let tb = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await;
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
     let out = client
@@ -137,9 +129,7 @@ async fn large_and_non_ascii_output_arrives_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_command_is_refused_before_any_request() {
-  let Some(tb) = Testbed::start(&["--dialect", "boxrun"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "boxrun"]).await;
   let client = tb.client(json!({}));
   let id = create_running_box(&client).await;
   tb.clear_requests().await;
@@ -152,9 +142,7 @@ async fn an_empty_command_is_refused_before_any_request() {
 async fn gzip_archives_upload_where_the_server_unpacks_them() {
   // Ref (sse) unpacks gzip itself; BoxRun and current uploads are unpacked by `tar` in the box.
   for dialect in ["sse", "current", "boxrun"] {
-    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
-      return;
-    };
+    let tb = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await;
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
     let plain = tar_of(&[("z.txt", b"zipped")]);
@@ -185,9 +173,7 @@ async fn gzip_archives_upload_where_the_server_unpacks_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_an_exec_stream_before_its_end_kills_the_command() {
   for dialect in DIALECTS {
-    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
-      return;
-    };
+    let tb = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await;
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
     let mut finished = client.exec_stream(&id, argv(&["echo", "whole"])).await.unwrap();
@@ -219,9 +205,7 @@ async fn dropping_an_exec_stream_before_its_end_kills_the_command() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_stdin_of_a_finished_command_is_not_an_error() {
   for dialect in ["sse", "current"] {
-    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
-      return;
-    };
+    let tb = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await;
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
     let execution = client.exec_async(&id, argv(&["true"])).await.unwrap();
@@ -237,9 +221,7 @@ async fn closing_the_stdin_of_a_finished_command_is_not_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_beyond_the_2_mib_body_cap_of_serve_and_boxrun_arrive_whole() {
   for dialect in ["current", "boxrun"] {
-    let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await else {
-      return;
-    };
+    let tb = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await;
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
     let size = 9 * 1024 * 1024 + 123;

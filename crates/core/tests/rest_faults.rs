@@ -22,9 +22,7 @@ fn count(log: &[Value], method: &str, path_end: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_errors_on_idempotent_requests_are_retried_with_a_bound() {
-  let Some(tb) = Testbed::start(&["--dialect", "current", "--auth", "none"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "current", "--auth", "none"]).await;
   let client = tb.client(json!({"dialect": "current"}));
   let id = create_running_box(&client).await;
 
@@ -63,9 +61,7 @@ async fn gateway_errors_on_idempotent_requests_are_retried_with_a_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_dropped_before_the_reply_is_retried_for_reads() {
-  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "none"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "sse", "--auth", "none"]).await;
   let client = tb.client(json!({}));
   let id = create_running_box(&client).await;
   tb.faults(json!({"kind": "drop", "method": "GET", "path": format!("/boxes/{id}$")}))
@@ -85,9 +81,7 @@ async fn a_connection_dropped_before_the_reply_is_retried_for_reads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_and_malformed_replies_give_clear_errors() {
-  let Some(tb) = Testbed::start(&["--dialect", "boxrun"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "boxrun"]).await;
   let client = tb.client(json!({}));
   let id = create_running_box(&client).await;
   tb.faults(json!({"kind": "truncate", "method": "GET", "path": format!("/boxes/{id}$")}))
@@ -113,9 +107,7 @@ async fn truncated_and_malformed_replies_give_clear_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_server_hits_the_request_timeout() {
-  let Some(tb) = Testbed::start(&["--dialect", "boxrun"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "boxrun"]).await;
   let tuning = Tuning {
     request_timeout: Duration::from_secs(1),
     ..quick_tuning()
@@ -165,10 +157,7 @@ async fn an_unreachable_server_is_a_transport_error_naming_the_request() {
 }
 
 async fn stream_broken_mid_way(dialect: &str, mut kill_server: bool) {
-  let Some(mut tb) = Testbed::start(&["--dialect", dialect, "--auth", "none", "--keepalive", "1"]).await
-  else {
-    return;
-  };
+  let mut tb = Testbed::start(&["--dialect", dialect, "--auth", "none", "--keepalive", "1"]).await;
   let client = tb.client(json!({}));
   let id = create_running_box(&client).await;
   if !kill_server {
@@ -227,9 +216,7 @@ async fn a_server_that_dies_mid_stream_ends_the_stream_with_an_error_in_every_di
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_stream_hits_the_idle_timeout() {
-  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "none", "--keepalive", "30"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "sse", "--auth", "none", "--keepalive", "30"]).await;
   let tuning = Tuning {
     stream_idle_timeout: Duration::from_secs(2),
     ..quick_tuning()

@@ -1,6 +1,6 @@
 //! Large transfers stream in both directions with bounded memory: a generated archive goes up
 //! (never held whole) and comes back down (never collected), checked by POSIX `cksum` on both
-//! sides. 64 MiB by default; `BOXLITE_TEST_TRANSFER_MB=1024` runs the 1 GB version.
+//! sides. 64 MiB by default; `BOXLITE_TEST_TRANSFER_MB=1000` runs the 1 GB version (scripts/test.sh does).
 
 mod rest_common;
 
@@ -118,10 +118,7 @@ async fn a_large_archive_streams_up_and_down_with_bounded_memory() {
 }
 
 async fn transfer(dialect: &str) {
-  let Some(tb) = Testbed::start(&["--dialect", dialect, "--auth", "none", "--max-upload-bytes", "0"]).await
-  else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", dialect, "--auth", "none", "--max-upload-bytes", "0"]).await;
   let mib: u64 = std::env::var("BOXLITE_TEST_TRANSFER_MB")
     .ok()
     .and_then(|v| v.parse().ok())

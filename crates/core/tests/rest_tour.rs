@@ -391,15 +391,13 @@ async fn tour(client: &RestClient, dialect: Dialect, evicting: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_dialect_with_client_credentials_serves_every_method() {
-  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await;
   tour(&tb.client(json!({})), Dialect::Sse, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_dialect_of_boxlite_serve_with_lf_framing_and_default_prefix_serves_every_method() {
-  let Some(tb) = Testbed::start(&[
+  let tb = Testbed::start(&[
     "--dialect",
     "sse",
     "--auth",
@@ -409,32 +407,25 @@ async fn sse_dialect_of_boxlite_serve_with_lf_framing_and_default_prefix_serves_
     "--prefix",
     "default",
   ])
-  .await
-  else {
-    return;
-  };
+  .await;
   tour(&tb.client(json!({"dialect": "sse"})), Dialect::Sse, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_dialect_without_auth_serves_every_method() {
-  let Some(tb) = Testbed::start(&["--dialect", "sse", "--auth", "none"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "sse", "--auth", "none"]).await;
   tour(&tb.client(json!({"prefix": "tenant-1"})), Dialect::Sse, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn current_dialect_with_token_serves_every_method() {
-  let Some(tb) = Testbed::start(&["--dialect", "current", "--auth", "token"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "current", "--auth", "token"]).await;
   tour(&tb.client(json!({})), Dialect::Current, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn current_dialect_with_discovered_prefix_serves_every_method() {
-  let Some(tb) = Testbed::start(&[
+  let tb = Testbed::start(&[
     "--dialect",
     "current",
     "--auth",
@@ -444,10 +435,7 @@ async fn current_dialect_with_discovered_prefix_serves_every_method() {
     "--me-prefix-key",
     "path_prefix",
   ])
-  .await
-  else {
-    return;
-  };
+  .await;
   let client = tb.client(json!({}));
   assert_eq!(client.prefix().await.unwrap().as_deref(), Some("us-east/team-42"));
   tour(&client, Dialect::Current, false).await;
@@ -455,8 +443,6 @@ async fn current_dialect_with_discovered_prefix_serves_every_method() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boxrun_dialect_serves_every_method_it_has_and_refuses_the_rest() {
-  let Some(tb) = Testbed::start(&["--dialect", "boxrun"]).await else {
-    return;
-  };
+  let tb = Testbed::start(&["--dialect", "boxrun"]).await;
   tour(&tb.client(json!({})), Dialect::Boxrun, false).await;
 }

@@ -4,20 +4,87 @@
 //! into `tar -x[z]f - -C <path>` over the attach socket has no size limit, takes gzip, extracts
 //! exactly into `path` and also reaches tmpfs mounts.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use tokio::time::Instant;
 
 use super::events::collect;
 use super::request::Route;
 use super::{ws, Inner};
-use crate::client::{ByteStream, ExecRequest};
+use crate::client::{ByteStream, ExecEvent, ExecRequest};
 use crate::error::{Error, Result};
 
 /// Stdin frames stay well below WebSocket servers' message limits (aiohttp 4 MiB, axum's
 /// tungstenite 16 MiB per frame); smaller frames cost throughput (256 KiB: half as fast).
 const STDIN_FRAME_BYTES: usize = 1024 * 1024;
+
+/// The attach stream's own silence limit during an upload; the real one is enforced by
+/// `watch_silence` from frames in both directions.
+const UPLOAD_SILENCE_CAP: Duration = Duration::from_secs(24 * 3600);
+
+/// Sends one frame, failing when the server stops reading for `idle`.
+async fn send_within(
+  sink: &mut ws::WsSink,
+  frame: tokio_tungstenite::tungstenite::Message,
+  idle: Duration,
+  spec: &super::request::Spec,
+) -> Result<()> {
+  match tokio::time::timeout(idle, ws::send(sink, vec![frame], spec)).await {
+    Ok(result) => result,
+    Err(_) => Err(Error::Transport {
+      method: spec.method.to_string(),
+      path: spec.path.clone(),
+      message: format!("the server stopped reading the upload for {} s", idle.as_secs()),
+    }),
+  }
+}
+
+/// `events`, ending with a transport error once neither a frame came in nor an upload write
+/// went out (`progress`) for `idle`.
+fn watch_silence(
+  events: impl futures_core::Stream<Item = Result<ExecEvent>> + Send + 'static,
+  progress: Arc<Mutex<Instant>>,
+  idle: Duration,
+  spec: &super::request::Spec,
+) -> ByteEvents {
+  let (method, path) = (spec.method.to_string(), spec.path.clone());
+  Box::pin(futures_util::stream::unfold(
+    (Box::pin(events), progress, false),
+    move |(mut events, progress, done)| {
+      let (method, path) = (method.clone(), path.clone());
+      async move {
+        if done {
+          return None;
+        }
+        loop {
+          let last = *progress.lock().unwrap_or_else(|p| p.into_inner());
+          tokio::select! {
+            item = events.next() => {
+              *progress.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+              return item.map(|item| (item, (events, progress, false)));
+            }
+            _ = tokio::time::sleep_until(last + idle) => {
+              if *progress.lock().unwrap_or_else(|p| p.into_inner()) > last {
+                continue;
+              }
+              let error = Error::Transport {
+                method,
+                path,
+                message: format!("no frame in or out for {} s; the server stopped answering", idle.as_secs()),
+              };
+              return Some((Err(error), (events, progress, true)));
+            }
+          }
+        }
+      }
+    },
+  ))
+}
+
+type ByteEvents = std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<ExecEvent>> + Send>>;
 
 /// The extraction command: the path is an argument, never part of the script.
 pub(super) fn extract_command(path: &str, gzip: bool) -> ExecRequest {
@@ -54,12 +121,17 @@ impl Inner {
     let mut guard = self.kill_on_drop(route, box_id, &execution.id);
     let spec = route.exec_output(box_id, &execution.id);
     let (mut sink, source) = self.attach(&spec).await?;
-    let events = Box::pin(ws::events(
-      source,
-      self.transport.tuning.stream_idle_timeout,
+    let idle = self.transport.tuning.stream_idle_timeout;
+    // While a large archive goes up, the server may send nothing (not even pings, when it is
+    // busy feeding `tar`): accepted writes prove the connection alive, so the silence limit
+    // counts from the last frame in *or* out.
+    let progress = Arc::new(Mutex::new(Instant::now()));
+    let events = watch_silence(
+      ws::events(source, UPLOAD_SILENCE_CAP, &spec, None),
+      progress.clone(),
+      idle,
       &spec,
-      None,
-    ));
+    );
     let send = async {
       let mut pending = Some(Ok(first));
       loop {
@@ -73,10 +145,11 @@ impl Inner {
         let mut chunk: Bytes = chunk?;
         while !chunk.is_empty() {
           let piece = chunk.split_to(chunk.len().min(STDIN_FRAME_BYTES));
-          ws::send(&mut sink, vec![ws::stdin_frame(piece)], &spec).await?;
+          send_within(&mut sink, ws::stdin_frame(piece), idle, &spec).await?;
+          *progress.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         }
       }
-      ws::send(&mut sink, vec![ws::stdin_eof_frame()], &spec).await
+      send_within(&mut sink, ws::stdin_eof_frame(), idle, &spec).await
     };
     let (sent, output) = tokio::join!(send, collect(events));
     drop(sink);

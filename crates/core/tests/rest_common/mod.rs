@@ -42,17 +42,15 @@ pub struct Testbed {
 }
 
 impl Testbed {
-  /// Starts a server with `args` (`--dialect …`, `--auth …`, …); `None` (with a one-line
-  /// reason on stderr) when the test bed is not installed.
-  pub async fn start(args: &[&str]) -> Option<Testbed> {
+  /// Starts a server with `args` (`--dialect …`, `--auth …`, …). A missing test bed fails the
+  /// test (never a silent pass): `python/testbed/setup.sh` installs it, `scripts/test.sh` runs it.
+  pub async fn start(args: &[&str]) -> Testbed {
     let python = python();
-    if !python.exists() || !testbed_dir().join("boxlite_testbed/server").exists() {
-      eprintln!(
-        "skipped: the test bed is not installed ({} missing)",
-        python.display()
-      );
-      return None;
-    }
+    assert!(
+      python.exists() && testbed_dir().join("boxlite_testbed/server").exists(),
+      "the test bed is not installed ({} missing): run python/testbed/setup.sh (scripts/test.sh does)",
+      python.display()
+    );
     let mut command = Command::new(&python);
     command
       .args([
@@ -95,12 +93,12 @@ impl Testbed {
     // The control client is plain reqwest; it needs a process-wide crypto provider (the client
     // under test brings its own and needs none).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    Some(Testbed {
+    Testbed {
       child,
       url,
       info: ready,
       http: reqwest::Client::new(),
-    })
+    }
   }
 
   /// A `RemoteConfig` for this server from the JS-shaped options in `extra`.

@@ -1,0 +1,100 @@
+// Local mode inside a real Node process (issue 4): the embedded interpreter never keeps Node
+// alive, with or without dispose(), and never takes Node's SIGINT.
+import { spawn } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { repoRoot } from '../helpers/repo.mjs'
+import { resolveTestTarget } from '../helpers/target.mjs'
+
+const target = await resolveTestTarget()
+/** A hang guard, not a performance target: a healthy run takes a second or two. */
+const EXIT_BOUND_MS = 60_000
+
+let home: string
+beforeAll(async () => {
+  home = await mkdtemp(join(tmpdir(), 'boxlite-process-'))
+})
+afterAll(async () => {
+  if (home) await rm(home, { recursive: true, force: true })
+})
+
+/** Runs an ESM script in a fresh Node; resolves with its exit code, signal and output. */
+function runNode(script: string, onStdout?: (text: string, child: ReturnType<typeof spawn>) => void) {
+  return new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>(
+    (resolve, reject) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+        cwd: repoRoot,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      let stdout = ''
+      let stderr = ''
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL')
+        reject(new Error(`node did not exit within ${EXIT_BOUND_MS} ms; stdout: ${stdout}; stderr: ${stderr}`))
+      }, EXIT_BOUND_MS)
+      child.stdout.on('data', (chunk) => {
+        stdout += chunk
+        onStdout?.(String(chunk), child)
+      })
+      child.stderr.on('data', (chunk) => (stderr += chunk))
+      child.on('exit', (code, signal) => {
+        clearTimeout(timer)
+        resolve({ code, signal, stdout, stderr })
+      })
+    },
+  )
+}
+
+const prelude = (boxHome: string) => `
+import { BoxLiteAdapter } from './index.js'
+const adapter = new BoxLiteAdapter({ mode: 'local', pythonPath: ${JSON.stringify(target.python)}, boxliteHome: ${JSON.stringify(boxHome)} })
+const sandbox = await adapter.createSandbox({ image: ${JSON.stringify(target.image ?? 'ubuntu:24.04')} })
+const { stdout } = await sandbox.exec('echo ready')
+`
+
+describe('local mode in a Node process', () => {
+  const test = (name: string, fn: () => Promise<void>) =>
+    it(name, async (ctx) => {
+      if (target.skip || target.target === 'remote') ctx.skip(target.reason || 'local mode needs a local SDK')
+      await fn()
+    }, EXIT_BOUND_MS + 10_000)
+
+  test('node exits by itself after dispose()', async () => {
+    const result = await runNode(`${prelude(join(home, 'a'))}
+await adapter.destroySandbox(sandbox.id)
+await adapter.dispose()
+console.log('done', stdout.trim())`)
+    expect(result.stderr).toBe('')
+    expect(result.stdout.trim()).toBe('done ready')
+    expect(result.code).toBe(0)
+  })
+
+  test('node exits by itself without dispose()', async () => {
+    const result = await runNode(`${prelude(join(home, 'b'))}
+console.log('done', stdout.trim())`)
+    expect(result.stdout.trim()).toBe('done ready')
+    expect(result.code).toBe(0)
+  })
+
+  test("SIGINT reaches Node's own handler while the interpreter runs", async () => {
+    const result = await runNode(
+      `${prelude(join(home, 'c'))}
+process.on('SIGINT', async () => {
+  console.log('node got SIGINT')
+  await adapter.destroySandbox(sandbox.id)
+  await adapter.dispose()
+  process.exit(7)
+})
+console.log('waiting')
+// Python keeps working meanwhile: a long exec is in flight when the signal arrives.
+await sandbox.exec('sleep 30')`,
+      (text, child) => {
+        if (text.includes('waiting')) setTimeout(() => child.kill('SIGINT'), 300)
+      },
+    )
+    expect(result.stdout).toContain('node got SIGINT')
+    expect(result.code).toBe(7)
+  })
+})

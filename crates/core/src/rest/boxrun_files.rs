@@ -182,18 +182,11 @@ struct StagingCleanup {
 
 impl Drop for StagingCleanup {
   fn drop(&mut self) {
-    let Some(handle) = self
-      .runtime
-      .clone()
-      .or_else(|| tokio::runtime::Handle::try_current().ok())
-    else {
-      return;
-    };
     let inner = self.inner.clone();
     let route = self.route.clone();
     let box_id = std::mem::take(&mut self.box_id);
     let dir = std::mem::take(&mut self.dir);
-    handle.spawn(async move {
+    super::spawn_cleanup(&self.runtime, async move {
       let _ = inner
         .run(&route, &box_id, &["rm", "-rf", "--", &dir], "cleaning up")
         .await;

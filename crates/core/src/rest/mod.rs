@@ -536,18 +536,27 @@ impl Drop for KillOnDrop {
     if !self.armed {
       return;
     }
-    let Some(handle) = self
-      .runtime
-      .clone()
-      .or_else(|| tokio::runtime::Handle::try_current().ok())
-    else {
-      return;
-    };
     let inner = self.inner.clone();
     let route = self.route.clone();
     let box_id = std::mem::take(&mut self.box_id);
     let exec_id = std::mem::take(&mut self.exec_id);
-    handle.spawn(async move { inner.kill(&route, &box_id, &exec_id).await });
+    spawn_cleanup(&self.runtime, async move {
+      inner.kill(&route, &box_id, &exec_id).await
+    });
+  }
+}
+
+/// Runs a guard's cleanup from its `Drop`: on the runtime the guard was made on (a cancelled JS
+/// stream is dropped on the JS thread, which has no runtime of its own), else the current one.
+pub(super) fn spawn_cleanup(
+  runtime: &Option<tokio::runtime::Handle>,
+  work: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+  if let Some(handle) = runtime
+    .clone()
+    .or_else(|| tokio::runtime::Handle::try_current().ok())
+  {
+    handle.spawn(work);
   }
 }
 

@@ -697,7 +697,7 @@ async def _publish_ports(live: _Live, specs: list[dict]) -> None:
     """Publish guest ports on the host.  The guest shares the host network, so
     a port published under its own number needs no forwarder; any other host
     port gets a TCP forwarder to 127.0.0.1:<guest_port>."""
-    from ._tunnel import GUEST_HOST, _pipe
+    from ._tunnel import relay_to_guest
 
     for spec in specs:
         guest, host = spec["guest_port"], spec["host_port"]
@@ -709,14 +709,7 @@ async def _publish_ports(live: _Live, specs: list[dict]) -> None:
             continue
 
         async def handle(r, w, guest=guest):
-            try:
-                gr, gw = await asyncio.open_connection(GUEST_HOST, guest)
-            except OSError:
-                w.close()
-                return
-            await asyncio.gather(_pipe(r, gw), _pipe(gr, w))
-            w.close()
-            gw.close()
+            await relay_to_guest(r, w, guest)
 
         srv = await asyncio.start_server(handle, host_ip, host or 0)
         live.servers.append(srv)

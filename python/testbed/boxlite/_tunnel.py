@@ -116,6 +116,18 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
+async def relay_to_guest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
+    """Relays one client connection to the guest's `port` (published ports and tunnels)."""
+    try:
+        gr, gw = await asyncio.open_connection(GUEST_HOST, port)
+    except OSError:
+        writer.close()
+        return
+    await asyncio.gather(_pipe(reader, gw), _pipe(gr, writer))
+    writer.close()
+    gw.close()
+
+
 class BoxTunnel:
     __init__ = _no_ctor("BoxTunnel")
 
@@ -153,14 +165,7 @@ class BoxTunnel:
             self._consume()
 
             async def handle(r, w):
-                try:
-                    gr, gw = await asyncio.open_connection(GUEST_HOST, port)
-                except OSError:
-                    w.close()
-                    return
-                await asyncio.gather(_pipe(r, gw), _pipe(gr, w))
-                w.close()
-                gw.close()
+                await relay_to_guest(r, w, port)
 
             if addr.kind == "tcp":
                 server = await asyncio.start_server(handle, addr.host, addr.port)

@@ -128,6 +128,8 @@ let loaded // {libpython, version, prefix, ...} of the libpython this process lo
  * A later call naming another environment fails: one interpreter per process.
  */
 function preloadPython(pythonPath = 'python3') {
+  // Adapters naming an interpreter already loaded need no second probe (a Python start-up).
+  if (loaded && loaded.pythonPath === pythonPath) return loaded
   const probe = probePython(pythonPath)
   const libpython = libpythonOf(pythonPath, probe)
   const info = {

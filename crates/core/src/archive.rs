@@ -515,6 +515,19 @@ mod tests {
   }
 
   #[tokio::test]
+  async fn sniff_gzip_reads_the_magic_and_gives_every_byte_back() {
+    for (input, gzip) in [
+      (vec![0x1f, 0x8b, 8], true),
+      (b"us".to_vec(), false),
+      (vec![0x1f], false),
+    ] {
+      let (found, stream) = sniff_gzip(stream_of(vec![input.clone()])).await.unwrap();
+      assert_eq!(found, gzip, "{input:?}");
+      assert_eq!(collect(stream).await.unwrap(), input);
+    }
+  }
+
+  #[tokio::test]
   async fn plain_tar_passes_plain_input_through_and_gunzips_gzip_input() {
     let tar_bytes = server_download("d", false);
     let plain = collect(plain_tar(stream_of(vec![tar_bytes.clone()])).await.unwrap())

@@ -96,27 +96,16 @@ pub(super) fn extract_command(path: &str, gzip: bool) -> ExecRequest {
   }
 }
 
-pub(super) fn is_gzip(first: &[u8]) -> bool {
-  first.len() >= 2 && first[0] == 0x1f && first[1] == 0x8b
-}
-
 impl Inner {
   pub(super) async fn attach_upload(
     self: &Arc<Self>,
     route: &Route,
     box_id: &str,
     path: &str,
-    mut tar: ByteStream,
+    tar: ByteStream,
   ) -> Result<()> {
-    // The first bytes tell a gzip archive from a plain one.
-    let mut first = Bytes::new();
-    while first.is_empty() {
-      match tar.next().await {
-        Some(chunk) => first = chunk?,
-        None => break,
-      }
-    }
-    let request = extract_command(path, is_gzip(&first));
+    let (gzip, mut tar) = crate::archive::sniff_gzip(tar).await?;
+    let request = extract_command(path, gzip);
     let execution = self.start_exec(route, box_id, &request).await?;
     let mut guard = self.kill_on_drop(route, box_id, &execution.id);
     let spec = route.exec_output(box_id, &execution.id);
@@ -133,15 +122,7 @@ impl Inner {
       &spec,
     );
     let send = async {
-      let mut pending = Some(Ok(first));
-      loop {
-        let chunk = match pending.take() {
-          Some(chunk) => chunk,
-          None => match tar.next().await {
-            Some(chunk) => chunk,
-            None => break,
-          },
-        };
+      while let Some(chunk) = tar.next().await {
         let mut chunk: Bytes = chunk?;
         while !chunk.is_empty() {
           let piece = chunk.split_to(chunk.len().min(STDIN_FRAME_BYTES));
@@ -179,14 +160,11 @@ mod tests {
   use super::*;
 
   #[test]
-  fn the_target_path_is_an_argument_and_gzip_is_sniffed() {
+  fn the_target_path_is_an_argument_and_gzip_picks_the_tar_flags() {
     let plain = extract_command("/root/it's here", false);
     assert_eq!(plain.cmd[0..2], ["sh", "-c"]);
     assert!(plain.cmd[2].contains("tar -xf - -C \"$1\"") && !plain.cmd[2].contains("it's"));
     assert_eq!(plain.cmd[3..], ["sh", "/root/it's here"]);
     assert!(extract_command("/x", true).cmd[2].contains("tar -xzf -"));
-    assert!(is_gzip(&[0x1f, 0x8b, 8]));
-    assert!(!is_gzip(b"us"));
-    assert!(!is_gzip(&[0x1f]));
   }
 }

@@ -14,6 +14,11 @@ const path = require('node:path')
 let mainBinding
 let localBinding
 
+/** The platform packages that are published (README, "Supported platforms"). */
+const SUPPORTED_PLATFORMS =
+  'linux-x64-gnu and linux-arm64-gnu (glibc >= 2.17), linux-x64-musl and linux-arm64-musl (remote mode only), ' +
+  'darwin-x64 (macOS >= 10.15) and darwin-arm64 (macOS >= 11)'
+
 function environmentError(message, cause) {
   const err = new Error(`[boxlite:environment] ${message}`)
   if (cause) err.cause = cause
@@ -28,16 +33,36 @@ function loadMainBinding() {
     const detail = err?.cause ? `${err.message} (${err.cause.message ?? err.cause})` : err?.message
     throw environmentError(
       `the native addon of @sandbank.dev/boxlite could not be loaded: ${detail}. ` +
-        `Install the package for your platform (npm/pnpm add @sandbank.dev/boxlite installs it as an optional dependency).`,
+        `Install the package for your platform (npm/pnpm add @sandbank.dev/boxlite installs it as an optional dependency). ` +
+        `This is ${platformTag()}; prebuilt addons exist for ${SUPPORTED_PLATFORMS}.`,
       err,
     )
   }
   return mainBinding
 }
 
+/**
+ * Whether this Linux process runs on musl libc (Alpine): Node's diagnostic report names the
+ * glibc it runs on, if any; a musl Node reports none and maps `ld-musl-*`.
+ */
+function isMusl() {
+  if (process.platform !== 'linux') return false
+  try {
+    const header = process.report?.getReport?.()?.header
+    if (header) return !header.glibcVersionRuntime
+  } catch {
+    // no diagnostic report in this Node build: fall back to the system's ldd
+  }
+  try {
+    return fs.readFileSync('/usr/bin/ldd', 'utf8').includes('musl')
+  } catch {
+    return false
+  }
+}
+
 /** The napi platform tag of this process, as in the platform package names. */
 function platformTag() {
-  const abi = process.platform === 'linux' ? '-gnu' : ''
+  const abi = process.platform === 'linux' ? (isMusl() ? '-musl' : '-gnu') : ''
   return `${process.platform}-${process.arch}${abi}`
 }
 
@@ -60,6 +85,13 @@ function loadLocalBinding(pythonPath) {
     // A second interpreter cannot join the process; preloadPython says so clearly.
     require('./python-preload.cjs').preloadPython(pythonPath)
     return localBinding
+  }
+  if (isMusl()) {
+    throw environmentError(
+      `local mode is not available on ${platformTag()}: it embeds the boxlite Python SDK, which publishes no ` +
+        `musl (Alpine) wheels, so no local-mode addon is built for musl. Use remote mode (apiUrl of a ` +
+        `boxlite serve or BoxRun server) here, or run local mode in a glibc-based image (e.g. node:20-slim)`,
+    )
   }
   const { preloadPython } = require('./python-preload.cjs')
   preloadPython(pythonPath)
@@ -92,4 +124,4 @@ function bindingFor(config) {
   return loadMainBinding()
 }
 
-module.exports = { loadMainBinding, loadLocalBinding, bindingFor, platformTag }
+module.exports = { loadMainBinding, loadLocalBinding, bindingFor, platformTag, isMusl }

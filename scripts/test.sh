@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: sets up everything (scripts/setup.sh) and runs every suite —
-# cargo test, the test bed's pytest suites, vitest (unit, packaging, integration). Runs all
-# suites even when one fails, then exits non-zero if any failed.
+# cargo test, the test bed's pytest suites, vitest (unit, packaging, integration), the fast
+# release checks. Runs all suites even when one fails, then exits non-zero if any failed.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -54,6 +54,10 @@ suite "pytest (test bed)" env BOXLITE_TEST_PYTHON="${BOXLITE_TEST_PYTHON:-$OFFIC
 suite "pytest (official boxlite and boxrun-sdk clients vs the test server)" \
   "$OFFICIAL_PYTHON" -m pytest "$ROOT/python/testbed/tests/test_official_clients.py" -q -p no:cacheprovider
 suite "vitest" npx vitest run
+# Fast release checks (docs/release.md): what a loader sees in this build's addons, the release
+# profile, the CI workflow lint. The cross builds and their checks: scripts/check-release.sh.
+suite "release checks (this build's addons, release profile, workflow lint)" \
+  "$ROOT/scripts/check-release.sh" --no-build static-dev profile workflow
 
 if ((${#failed[@]})); then
   echo

@@ -4,11 +4,13 @@
 #
 #   scripts/check-release.sh [--no-build] [STEP...]
 #
-# Steps (default: all, in this order): profile, static, sizes, arm64, musl, consumer-x64,
-# consumer-arm64, workflow. BOXLITE_CHECK_PLATFORMS limits `static` to some platforms; the step
-# static-dev checks the development build at the repo root instead (scripts/test.sh runs it). Every step runs even when one fails; the script ends with a table
-# and exits non-zero if any failed. Foreign runtimes (qemu, an arm64 Node and sysroot, a musl
-# Node) come from package registries into ~/.cache/sandbank-boxlite/ (scripts/release-runtimes.sh).
+# Steps (default: all, in this order): profile, static, sizes, old-glibc, arm64, musl,
+# consumer-x64, consumer-arm64, workflow; static-dev (not in the default list) checks the
+# development build at the repo root instead (scripts/test.sh runs it). BOXLITE_CHECK_PLATFORMS
+# limits `static` to some platforms. Every step runs even when one fails; the script ends with a
+# table and exits non-zero if any failed. Foreign runtimes (qemu, an arm64 Node and sysroot, a
+# musl Node, an old glibc) come from package registries into ~/.cache/sandbank-boxlite/
+# (scripts/release-runtimes.sh).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,7 +19,7 @@ cd "$ROOT" || exit 1
 source "$ROOT/scripts/release-runtimes.sh"
 set +e
 
-ALL_STEPS=(profile static sizes arm64 musl consumer-x64 consumer-arm64 workflow)
+ALL_STEPS=(profile static sizes old-glibc arm64 musl consumer-x64 consumer-arm64 workflow)
 # Not in the default list: static-dev (the test command runs it on the development build).
 OTHER_STEPS=(static-dev)
 WORK="$ROOT/build/release-check"
@@ -43,7 +45,7 @@ for arg in "$@"; do
   case "$arg" in
     --no-build) build=0 ;;
     -h | --help)
-      sed -n '2,10p' "$0"
+      sed -n '2,13p' "$0"
       exit 0
       ;;
     *)
@@ -295,6 +297,37 @@ step_musl() {
   fi
 }
 
+# ---------------------------------------------------------------- old glibc
+# The released linux-x64-gnu addon on glibc 2.31 (Debian 11, Ubuntu 20.04): loads and runs a
+# sandbox. The development build of this machine needs a newer glibc and must fail there, which
+# shows the check can fail.
+step_old_glibc() {
+  local addon="$ROOT/npm/linux-x64-gnu/boxlite.linux-x64-gnu.node" out status dev
+  [[ -f "$addon" ]] || {
+    record old-glibc FAIL "no $addon"
+    return
+  }
+  start_server || {
+    record old-glibc FAIL "test server did not start"
+    return
+  }
+  log "Node $(node --version) on glibc $(run_old_glibc_node -p 'process.report.getReport().header.glibcVersionRuntime') loads $addon"
+  out="$(NAPI_RS_NATIVE_LIBRARY_PATH="$addon" run_old_glibc_node "$ROOT/scripts/release-smoke.mjs" "$SERVER_URL" "$TOKEN" 2>&1)"
+  status=$?
+  echo "$out" | grep '"step":"remote"'
+  dev="not built"
+  if [[ -f "$ROOT/boxlite.linux-x64-gnu.node" ]]; then
+    dev="$(run_old_glibc_node -e "require('$ROOT/boxlite.linux-x64-gnu.node')" 2>&1 | grep -o "version \`GLIBC_[0-9.]*' not found" | head -1)"
+    echo "the development build on the same glibc: ${dev:-loaded}"
+  fi
+  if grep -q '"step":"remote".*"glibc":"2.31".*"stdout":"smoke-ok\\n"' <<<"$out"; then
+    record old-glibc ok "released addon runs a sandbox on glibc 2.31 (development build: ${dev:-loads too})"
+  else
+    echo "$out" | tail -5
+    record old-glibc FAIL "exit $status (see above)"
+  fi
+}
+
 # ---------------------------------------------------------------- consumer projects
 # consumer ARCH: a fresh TypeScript project installs the packed main package with pnpm (the
 # platform packages resolved to their tarballs: they are in no registry we reach), type-checks a
@@ -402,6 +435,7 @@ for step in "${steps[@]}"; do
     static-dev) step_static_dev ;;
     sizes) step_sizes ;;
     arm64) step_arm64 ;;
+    old-glibc) step_old_glibc ;;
     musl) step_musl ;;
     consumer-x64) step_consumer x64 ;;
     consumer-arm64) step_consumer arm64 ;;

@@ -144,3 +144,20 @@ ensure_actionlint() {
   fi
   echo "$venv/bin/actionlint"
 }
+
+# glibc 2.31 (Debian bullseye; also Ubuntu 20.04's): older than the 2.34 that this machine's own
+# toolchain links against, and the oldest glibc in a reachable Debian suite that Node 20 (which
+# needs 2.28) runs on.
+old_glibc_sysroot() {
+  local dest="$CACHE/sysroot-bullseye-amd64"
+  debian_unpack bullseye amd64 "$dest" libc6 libgcc-s1 libstdc++6
+  echo "$dest"
+}
+
+# Runs this machine's x64 Node on glibc 2.31, through that glibc's own loader: run_old_glibc_node ARGS...
+run_old_glibc_node() {
+  local sysroot
+  sysroot="$(old_glibc_sysroot)"
+  "$sysroot/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" \
+    --library-path "$sysroot/lib/x86_64-linux-gnu:$sysroot/usr/lib/x86_64-linux-gnu" "$(command -v node)" "$@"
+}

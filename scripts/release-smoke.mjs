@@ -16,7 +16,8 @@ const remote = createProvider(new BoxLiteAdapter({ apiUrl, apiToken, dialect: 'c
 const sandbox = await remote.create({ image: 'ubuntu:24.04' })
 const result = await sandbox.exec('echo smoke-ok')
 await remote.destroy(sandbox.id)
-console.log(JSON.stringify({ step: 'remote', platform, node: process.version, result }))
+const glibc = process.report?.getReport?.().header.glibcVersionRuntime ?? null
+console.log(JSON.stringify({ step: 'remote', platform, node: process.version, glibc, result }))
 if (result.exitCode !== 0 || result.stdout !== 'smoke-ok\n') process.exit(1)
 
 const local = createProvider(new BoxLiteAdapter({ mode: 'local' }))

@@ -58,13 +58,15 @@ ensure_tools() {
   fi
 }
 
-# zig ships libSystem but no macOS frameworks; the stubs in scripts/macos-sdk-stubs/ declare
-# the Security and CoreFoundation symbols the TLS verifier uses, and the dynamic loader binds
-# them to the real frameworks on the Mac.
+# zig ships libSystem but no macOS frameworks: scripts/macos-framework-stubs.py writes text stubs
+# of Security and CoreFoundation (which the TLS verifier links) from the locked binding crates,
+# and the dynamic loader binds their symbols to the real frameworks on the Mac.
 darwin_env() {
   export MACOSX_DEPLOYMENT_TARGET
   MACOSX_DEPLOYMENT_TARGET="$(macos_min "$1")"
-  export RUSTFLAGS="-C link-arg=-F$ROOT/scripts/macos-sdk-stubs"
+  local stubs="$CARGO_TARGET_DIR/macos-framework-stubs"
+  python3 "$ROOT/scripts/macos-framework-stubs.py" "$stubs"
+  export RUSTFLAGS="-C link-arg=-F$stubs"
 }
 
 build_one() {

@@ -298,8 +298,12 @@ pub fn check(report: &Report, expect: &Expect) -> Vec<String> {
       "links {lib}: the addon must find libpython at run time, never link it"
     ));
   }
+  // musl has no symbol versions: its libc's symbols are unversioned too, so there only Python
+  // symbols tell anything (the NEEDED rule below keeps the libraries to musl's libc).
+  let musl = expect.libc == Some(Libc::Musl);
   for name in &report.unbound {
-    let allowed = name.starts_with("napi_")
+    let allowed = (musl && !is_python_symbol(name))
+      || name.starts_with("napi_")
       || name.starts_with("node_api_")
       || (expect.flavour == Flavour::Local && is_python_symbol(name));
     if !allowed {

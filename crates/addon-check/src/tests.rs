@@ -114,7 +114,12 @@ fn a_musl_addon_must_need_only_libc_so_and_no_glibc_versions() {
   );
   report.needed = vec!["libc.so".into()];
   report.glibc_versions.clear();
+  report
+    .unbound
+    .extend(["malloc".to_string(), "pthread_create".into()]);
   assert_eq!(check(&report, &musl), Vec::<String>::new());
+  report.unbound.push("PyObject_Repr".into());
+  assert_eq!(check(&report, &musl), vec!["undefined symbol PyObject_Repr (a Python symbol in the main flavour) is left for the process to provide"]);
 }
 
 fn macho_report() -> Report {

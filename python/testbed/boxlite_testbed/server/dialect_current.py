@@ -42,12 +42,22 @@ STATUS_BY_CODE = {
 
 SIGNAL_WHITELIST = {1, 2, 3, 6, 10, 12, 15, 28}
 
+# serve 0.11.0's CreateBoxRequest, in the order its "unknown field" rejection lists them.
 CREATE_SPEC = {
     "name": "str", "image": "str", "rootfs_path": "str", "cpus": "int", "memory_mib": "int",
     "disk_size_gb": "int", "working_dir": "str", "env": "dict", "entrypoint": "list", "cmd": "list",
-    "user": "str", "network": "dict", "detach": "bool", "auto_pause": "int", "auto_delete": "int",
-    "auto_resume": "bool", "advanced": "dict", "tty": "bool",
+    "user": "str", "tty": "bool", "advanced": "dict", "network": "dict", "auto_stop": "int",
+    "auto_delete": "int", "auto_resume": "bool", "detach": "bool", "secrets": "list", "volumes": "list",
 }
+
+
+def network_json(net: Any) -> dict[str, Any]:
+    """A box's network as serve 0.11 shows it: one {mode, allow_net} per direction."""
+    out = {}
+    for side, mode in (("outbound", "enabled"), ("inbound", "disabled")):
+        d = getattr(net, side, None)
+        out[side] = {"mode": getattr(d, "mode", mode), "allow_net": list(getattr(d, "allow_net", None) or [])}
+    return out
 
 
 def _is_json_ct(ct: str) -> bool:
@@ -57,6 +67,7 @@ def _is_json_ct(ct: str) -> bool:
 
 class CurrentDialect(RestDialect):
     name = "current"
+    nested_network = True
 
     def setup_routes(self) -> None:
         r = self.router.add
@@ -125,10 +136,10 @@ class CurrentDialect(RestDialect):
             resp.headers["X-Request-Id"] = rid
 
     def error(self, status: int, code: str, message: str, *, wrapped: bool = False) -> web.Response:
+        # serve 0.11.0 sends no request_id in the body (only the X-Request-Id header).
         body = {"error": {"message": message, "type": TYPE_BY_CODE.get(code, "InternalError"),
-                          "code": code, "request_id": None}}
-        return web.Response(status=status, text=json.dumps(body, separators=(",", ":")),
-                            content_type="application/json")
+                          "code": code}}
+        return self.json(body, status=status)
 
     def injected_error(self, status: int) -> web.Response:
         code = {400: "invalid_argument", 404: "not_found", 409: "invalid_state", 429: "resource_exhausted",
@@ -157,6 +168,10 @@ class CurrentDialect(RestDialect):
     def dumps(self, obj: Any) -> str:
         return json.dumps(obj, separators=(",", ":"))
 
+    def json(self, obj: Any, status: int = 200) -> web.Response:
+        # axum's Json: `application/json` without a charset parameter.
+        return web.Response(status=status, body=self.dumps(obj).encode(), content_type="application/json")
+
     async def json_body(self, request: web.Request, *, optional: bool = False) -> Any:
         raw = await request.read()
         if optional and not raw:
@@ -173,23 +188,25 @@ class CurrentDialect(RestDialect):
         return CREATE_SPEC
 
     def extra_create_options(self, body: dict, kw: dict) -> None:
-        for k in ("auto_pause", "auto_delete"):
+        for k in ("auto_stop", "auto_delete"):
             v = body.get(k)
             if v is not None and v < 0:
                 raise ApiError(400, "invalid_argument", f"invalid argument: {k} must be >= 0")
         kw["auto_delete"] = int(body.get("auto_delete") or 0)
 
     def remember_create(self, box_id: str, body: dict) -> None:
-        ap = body.get("auto_pause")
-        self.backend.box_extra.setdefault(box_id, {})["auto_pause"] = 900 if ap is None else int(ap)
+        # Recorded and echoed, not enforced: the test server never stops an idle box.
+        ap = body.get("auto_stop")
+        self.backend.box_extra.setdefault(box_id, {})["auto_stop"] = 0 if ap is None else int(ap)
 
     def box_json(self, info: Any) -> dict[str, Any]:
         d = super().box_json(info)
         extra = self.backend.box_extra.get(info.id, {})
-        d["auto_pause"] = extra.get("auto_pause", 900)
+        d["auto_stop"] = extra.get("auto_stop", 0)
         d["auto_delete"] = int(getattr(info, "auto_delete", 0) or 0)
         ar = getattr(info, "auto_resume", True)
         d["auto_resume"] = True if ar is None else bool(ar)
+        d["network"] = network_json(getattr(info, "network", None))
         ec = getattr(info.state, "exit_code", None)
         if ec is not None:
             d["exit_code"] = ec
@@ -215,9 +232,11 @@ class CurrentDialect(RestDialect):
             kw["timeout_secs"] = float(body["timeout_seconds"])
         if body.get("working_dir"):
             kw["cwd"] = body["working_dir"]
+        if body.get("user"):
+            kw["user"] = body["user"]  # /v1/config: exec_user_enabled
         return kw
 
-    exec_spec = dict(RestDialect.exec_spec, stdin="str")
+    exec_spec = dict(RestDialect.exec_spec, stdin="str", user="str")
 
     def execution_json(self, s: ExecSession) -> dict:
         d: dict[str, Any] = {"execution_id": s.id, "status": "completed" if s.done else "running"}
@@ -241,7 +260,8 @@ class CurrentDialect(RestDialect):
 
     async def config_json(self) -> dict:
         return {"capabilities": {"linux_capabilities_enabled": True, "snapshots_enabled": True,
-                                 "clone_enabled": True, "export_enabled": True, "import_enabled": True}}
+                                 "clone_enabled": True, "export_enabled": True, "import_enabled": True,
+                                 "exec_user_enabled": True}}
 
     # ---------------------------------------------------------------- handlers
     async def h_config(self, request):
@@ -249,13 +269,14 @@ class CurrentDialect(RestDialect):
 
     async def h_me(self, request):
         d: dict[str, Any] = {"sub": "local-anonymous", "principal_type": "service_account",
-                             "display_name": "boxlite testbed"}
+                             "email": "local@boxlite.local", "display_name": "boxlite testbed"}
         key = self.cfg.me_prefix_key
         if key in ("prefix", "both"):
             d["prefix"] = self.cfg.prefix
         if key in ("path_prefix", "both"):
             d["path_prefix"] = self.cfg.prefix
-        d["scopes"] = ["box:read", "box:write", "box:exec", "box:files"]
+        d["scopes"] = ["box:read", "box:write", "box:exec", "box:delete", "image:read", "image:write",
+                       "snapshot:read", "snapshot:write", "snapshot:delete", "me:read"]
         d["expires_at"] = None
         return self.json(d)
 

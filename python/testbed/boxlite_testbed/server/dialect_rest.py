@@ -124,8 +124,9 @@ def check_fields(body: Any, spec: dict[str, str], *, forbid_extra: bool,
         raise Validation(items, "Failed to deserialize the JSON body into the target type: " + "; ".join(texts))
 
 
-def _item_errors(body: dict) -> list[tuple[list, str, Any]]:
-    """Nested shape checks of CreateBoxRequest (loc, message, input)."""
+def _item_errors(body: dict, nested_network: bool) -> list[tuple[list, str, Any]]:
+    """Nested shape checks of CreateBoxRequest (loc, message, input). ``nested_network``: the
+    network may also be given per direction (``outbound``/``inbound``)."""
     errs: list[tuple[list, str, Any]] = []
 
     def need(obj: Any, loc: list, key: str, types: tuple, required: bool) -> None:
@@ -163,7 +164,24 @@ def _item_errors(body: dict) -> list[tuple[list, str, Any]]:
         need(sec, ["body", "secrets", i], "hosts", (list,), False)
         need(sec, ["body", "secrets", i], "placeholder", (str,), False)
     net = body.get("network")
-    if isinstance(net, dict):
+    if isinstance(net, dict) and nested_network and ({"outbound", "inbound"} & set(net)):
+        # serve 0.11 also takes {outbound: {mode, allow_net}, inbound: {mode, allow_net}}.
+        for k in sorted(set(net) - {"outbound", "inbound"}):
+            errs.append((["body", "network", k], "Extra inputs are not permitted", net[k]))
+        for side in ("outbound", "inbound"):
+            d = net.get(side)
+            if d is None:
+                continue
+            if not isinstance(d, dict):
+                errs.append((["body", "network", side], "Input should be a valid dictionary", d))
+                continue
+            if d.get("mode") not in ("enabled", "disabled"):
+                errs.append((["body", "network", side, "mode"], "Input should be 'enabled' or 'disabled'",
+                             d.get("mode")))
+            for k in sorted(set(d) - {"mode", "allow_net"}):
+                errs.append((["body", "network", side, k], "Extra inputs are not permitted", d[k]))
+            need(d, ["body", "network", side], "allow_net", (list,), False)
+    elif isinstance(net, dict):
         if net.get("mode") not in ("enabled", "disabled"):
             errs.append((["body", "network", "mode"], "Input should be 'enabled' or 'disabled'", net.get("mode")))
         extra = set(net) - {"mode", "allow_net"}
@@ -193,8 +211,8 @@ def _item_errors(body: dict) -> list[tuple[list, str, Any]]:
     return errs
 
 
-def check_create_items(body: dict) -> None:
-    errs = _item_errors(body)
+def check_create_items(body: dict, nested_network: bool = False) -> None:
+    errs = _item_errors(body, nested_network)
     if errs:
         raise Validation([{"type": "value_error", "loc": loc, "msg": msg, "input": inp} for loc, msg, inp in errs],
                          "Failed to deserialize the JSON body into the target type: "
@@ -232,6 +250,8 @@ class RestDialect(Dialect):
 
     unprefixed: tuple[str, ...] = ("/config",)
     has_tunnel = False
+    # Whether create accepts the per-direction network shape as well as {mode, allow_net}.
+    nested_network = False
 
     # ------------------------------------------------------------------ routing
     def common_routes(self) -> None:
@@ -387,7 +407,13 @@ class RestDialect(Dialect):
                 out.append(d)
             kw["ports"] = out
         net = body.get("network")
-        if isinstance(net, dict):
+        if isinstance(net, dict) and ({"outbound", "inbound"} & set(net)):
+            sides = {}
+            for side, cls in (("outbound", bl.OutboundNetworkSpec), ("inbound", bl.InboundNetworkSpec)):
+                if isinstance(net.get(side), dict):
+                    sides[side] = cls(mode=net[side]["mode"], allow_net=list(net[side].get("allow_net") or []))
+            kw["network"] = bl.NetworkSpec(**sides)
+        elif isinstance(net, dict):
             kw["network"] = bl.NetworkSpec(mode=net.get("mode", "enabled"), allow_net=list(net.get("allow_net") or []))
         secrets_ = body.get("secrets") or []
         if secrets_:
@@ -418,7 +444,7 @@ class RestDialect(Dialect):
     async def _create_box(self, request):
         body = await self.json_body(request)
         check_fields(body, self.create_spec(), forbid_extra=True)
-        check_create_items(body)
+        check_create_items(body, nested_network=self.nested_network)
         kw = self.build_options(body)
         self.extra_create_options(body, kw)
         try:

@@ -41,6 +41,17 @@ export default defineConfig({
       {
         extends: true,
         test: {
+          // Official clients (the @boxlite-ai/boxlite Node SDK) judging our test server.
+          name: 'official',
+          include: ['__test__/official/**/*.spec.{ts,mjs}'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        extends: true,
+        test: {
           name: 'integration',
           include: ['__test__/integration/**/*.spec.{ts,mjs}'],
           testTimeout: 120_000,

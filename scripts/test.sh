@@ -53,6 +53,14 @@ suite "pytest (test bed)" env BOXLITE_TEST_PYTHON="${BOXLITE_TEST_PYTHON:-$OFFIC
   "$ROOT/python/testbed/.venv/bin/python" -m pytest "$ROOT/python/testbed/tests" -q -p no:cacheprovider -rs
 suite "pytest (official boxlite and boxrun-sdk clients vs the test server)" \
   "$OFFICIAL_PYTHON" -m pytest "$ROOT/python/testbed/tests/test_official_clients.py" -q -p no:cacheprovider
+# The official Node SDK (@boxlite-ai/boxlite, cached outside the checkout) judges the test server
+# in vitest's `official` project.
+if BOXLITE_OFFICIAL_NODE_SDK="$("$ROOT/scripts/setup-official-node.sh" | tail -n 1)"; then
+  export BOXLITE_OFFICIAL_NODE_SDK
+else
+  echo "-- installing the official Node SDK FAILED"
+  failed+=("official Node SDK install")
+fi
 suite "vitest" npx vitest run
 # Fast release checks (docs/release.md): what a loader sees in this build's addons, the release
 # profile, the CI workflow lint. The cross builds and their checks: scripts/check-release.sh.

@@ -52,7 +52,10 @@ OFFICIAL_PYTHON="$("$ROOT/python/testbed/setup-official.sh" | tail -n 1)"
 suite "pytest (test bed)" env BOXLITE_TEST_PYTHON="${BOXLITE_TEST_PYTHON:-$OFFICIAL_PYTHON}" \
   "$ROOT/python/testbed/.venv/bin/python" -m pytest "$ROOT/python/testbed/tests" -q -p no:cacheprovider -rs
 suite "pytest (official boxlite and boxrun-sdk clients vs the test server)" \
-  "$OFFICIAL_PYTHON" -m pytest "$ROOT/python/testbed/tests/test_official_clients.py" -q -p no:cacheprovider
+  "$OFFICIAL_PYTHON" -m pytest "$ROOT/python/testbed/tests/test_official_clients.py" -q -p no:cacheprovider -rs
+suite "pytest (official SSE-era boxlite 0.9.3 client vs the test server)" \
+  "$ROOT/python/testbed/.venv-official-sse/bin/python" -m pytest \
+  "$ROOT/python/testbed/tests/test_official_sse_client.py" -q -p no:cacheprovider -rs
 # The official Node SDK (@boxlite-ai/boxlite, cached outside the checkout) judges the test server
 # in vitest's `official` project.
 if BOXLITE_OFFICIAL_NODE_SDK="$("$ROOT/scripts/setup-official-node.sh" | tail -n 1)"; then

@@ -6,7 +6,11 @@ Run from the official-clients venv (``python/testbed/setup-official.sh``):
 
 * the real ``boxlite`` 0.10.8 SDK's REST runtime (``Boxlite.rest``) against
   dialect B (``current``);
-* ``boxrun-sdk`` (PyPI) against dialect C (``boxrun``).
+* ``boxrun-sdk`` (PyPI) against dialect C (``boxrun``);
+* the same REST runtime against a real ``boxlite serve`` when ``BOXLITE_REAL_CURRENT_URL`` (and
+  ``BOXLITE_REAL_CURRENT_API_KEY``) name one.
+
+The SSE-era client (boxlite 0.9.3) has its own venv and module: ``test_official_sse_client.py``.
 
 The server process runs from the simulator venv (``.venv``, or
 ``$BOXLITE_TESTBED_SIM_PYTHON``). Everything is skipped when this module is
@@ -117,6 +121,39 @@ def test_real_sdk_rest_runtime_full_cycle(rest_srv, tmp_path):
     assert ("POST", "/v1/boxes") in paths
     assert any(e["path"].endswith("/attach") and e["status"] == 101 for e in log)
     assert any(e["method"] == "PUT" and "source_is_dir=" in e["query"] for e in log)
+
+
+@pytest.mark.skipif(not os.environ.get("BOXLITE_REAL_CURRENT_URL"),
+                    reason="no real boxlite serve (set BOXLITE_REAL_CURRENT_URL and BOXLITE_REAL_CURRENT_API_KEY)")
+def test_real_sdk_rest_runtime_full_cycle_against_a_real_serve(tmp_path):
+    url = os.environ["BOXLITE_REAL_CURRENT_URL"]
+    key = os.environ.get("BOXLITE_REAL_CURRENT_API_KEY")
+    rootfs = os.environ.get("BOXLITE_TEST_ROOTFS")
+    image = {"rootfs_path": rootfs} if rootfs else {"image": os.environ.get("BOXLITE_TEST_IMAGE", "alpine:latest")}
+
+    async def main():
+        cred = boxlite.ApiKeyCredential(key) if key else None
+        rt = boxlite.Boxlite.rest(boxlite.BoxliteRestOptions(url=url, credential=cred))
+        name = f"official-py-{os.getpid()}"
+        box = await rt.create(boxlite.BoxOptions(auto_delete=0, env=[("GREETING", "hi")], **image), name=name)
+        try:
+            assert box.id in [i.id for i in await rt.list_info()]
+            assert (await rt.get_info(name)).id == box.id
+            got = await rt.get(box.id)
+            assert await _run(got, "echo $GREETING; echo oops >&2; exit 7") == ("hi\n", "oops\n", 7)
+            out, _, code = await _run(got, "cat", stdin=b"through stdin")
+            assert (out, code) == ("through stdin", 0)
+            f = tmp_path / "in.txt"
+            f.write_text("file content")
+            await got.copy_in(str(f), "/root/in.txt")
+            dest = tmp_path / "out.txt"
+            await got.copy_out("/root/in.txt", str(dest))
+            assert dest.read_text() == "file content"
+        finally:
+            await rt.remove(box.id, force=True)
+        assert await rt.get_info(box.id) is None
+
+    asyncio.run(main())
 
 
 def test_real_sdk_rest_runtime_with_path_prefix():

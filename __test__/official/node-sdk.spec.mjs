@@ -151,11 +151,3 @@ describe('official Node SDK 0.10, REST mode, against a real boxlite serve', () =
     await fullCycle(restRuntime(REAL_URL, REAL_KEY), image, work)
   })
 })
-
-describe('official Node SDK 0.10, local mode', () => {
-  it('runs a box on the fake VM', (ctx) => {
-    // The fake VM layer (BOXLITE_RUNTIME_DIR with a stand-in shim and guest) is not in this
-    // repository yet; the SDK's own runtime cannot boot a micro-VM on this machine kind.
-    return ctx.skip('no fake VM runtime available (BOXLITE_RUNTIME_DIR); micro-VMs do not boot here')
-  })
-})

@@ -1,7 +1,8 @@
 // The official Node SDK `@boxlite-ai/boxlite` 0.10 as a judge of our test server: its REST client
 // (the only remote dialect it speaks is the current BoxLite REST API) creates, lists, gets, runs,
 // copies in and out, and removes a box. Against a real `boxlite serve` as well when
-// BOXLITE_REAL_CURRENT_URL (and BOXLITE_REAL_CURRENT_API_KEY) name one. The SDK is installed
+// BOXLITE_REAL_CURRENT_URL (and BOXLITE_REAL_CURRENT_API_KEY) name one. Its local mode runs on the
+// fake VM when BOXLITE_RUNTIME_DIR and BOXLITE_TEST_ROOTFS are given. The SDK is installed
 // outside the checkout by scripts/setup-official-node.sh (BOXLITE_OFFICIAL_NODE_SDK = its dir).
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -66,7 +67,8 @@ async function fullCycle(rt, image, work) {
     await writeFile(join(work, 'tree', 'a'), 'A')
     await writeFile(join(work, 'tree', 'sub', 'b'), 'B')
     await got.copyIn(join(work, 'in.txt'), '/root/in.txt')
-    await got.copyIn(join(work, 'tree'), '/root/tree')
+    // includeParent (default true in 0.10.0) would place the tree at /root/tree/tree.
+    await got.copyIn(join(work, 'tree'), '/root/tree', { includeParent: false })
     const listed = await run(got, 'cat /root/in.txt; echo; find /root/tree -type f | sort')
     expect(listed.out).toBe('file content\n/root/tree/a\n/root/tree/sub/b\n')
     // copy out a file
@@ -149,5 +151,29 @@ describe('official Node SDK 0.10, REST mode, against a real boxlite serve', () =
     if (reason) return ctx.skip(reason)
     const image = target.rootfs ? { rootfsPath: target.rootfs } : { image: target.image ?? 'alpine:latest' }
     await fullCycle(restRuntime(REAL_URL, REAL_KEY), image, work)
+  })
+})
+
+describe('official Node SDK 0.10, local mode on the fake VM', () => {
+  // The SDK's own runtime, unmodified; only the micro-VM underneath is the test bed's fake VM
+  // (BOXLITE_RUNTIME_DIR, started by the test command): box commands run as host processes
+  // with NO VM isolation.
+  const runtimeDir = process.env.BOXLITE_RUNTIME_DIR
+  const reason = sdkMissing
+    ? 'official Node SDK not installed (scripts/setup-official-node.sh)'
+    : !runtimeDir || !existsSync(join(runtimeDir, 'boxlite-shim'))
+      ? 'no fake VM runtime (BOXLITE_RUNTIME_DIR with a boxlite-shim); micro-VMs do not boot on this machine kind'
+      : !target.rootfs ? 'no local OCI layout to boot from (BOXLITE_TEST_ROOTFS; scripts/build-oci-rootfs.sh)' : ''
+
+  it('creates, lists, gets, runs, copies in and out, and removes a box', async (ctx) => {
+    if (reason) return ctx.skip(reason)
+    const home = await mkdtemp(join(tmpdir(), 'boxlite-official-node-home-'))
+    const rt = new sdk.JsBoxlite({ homeDir: home })
+    try {
+      await fullCycle(rt, { rootfsPath: target.rootfs }, work)
+    } finally {
+      await rt.shutdown()
+      await rm(home, { recursive: true, force: true })
+    }
   })
 })

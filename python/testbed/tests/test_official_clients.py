@@ -36,6 +36,7 @@ TESTBED = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if TESTBED not in sys.path:
     sys.path.append(TESTBED)  # after the real boxlite is imported, for the harness only
 from boxlite_testbed.server.harness import ServerProc  # noqa: E402
+from official_cycle import full_cycle, run  # noqa: E402
 
 SIM_PY = os.environ.get("BOXLITE_TESTBED_SIM_PYTHON", os.path.join(TESTBED, ".venv", "bin", "python"))
 TOKEN = "blk_test_official"
@@ -45,23 +46,6 @@ def _server(*args, **kw) -> ServerProc:
     if not os.path.exists(SIM_PY):
         pytest.skip(f"simulator venv missing: {SIM_PY} (run python/testbed/setup.sh)")
     return ServerProc(*args, python=SIM_PY, **kw)
-
-
-async def _drain(stream) -> str:
-    out = []
-    async for chunk in stream:
-        out.append(chunk if isinstance(chunk, str) else chunk.decode())
-    return "".join(out)
-
-
-async def _run(box, cmd: str, stdin: bytes | None = None):
-    ex = await box.exec("sh", args=["-c", cmd])
-    if stdin is not None:
-        si = ex.stdin()
-        await si.send_input(stdin)
-        await si.close()
-    out, err, res = await asyncio.gather(_drain(ex.stdout()), _drain(ex.stderr()), ex.wait())
-    return out, err, res.exit_code
 
 
 @pytest.fixture(scope="module")
@@ -74,46 +58,9 @@ def rest_srv():
 
 
 def test_real_sdk_rest_runtime_full_cycle(rest_srv, tmp_path):
-    url = rest_srv.url
-
-    async def main():
-        rt = boxlite.Boxlite.rest(boxlite.BoxliteRestOptions(url=url, credential=boxlite.ApiKeyCredential(TOKEN)))
-        box = await rt.create(boxlite.BoxOptions(image="alpine:latest", auto_delete=0,
-                                                 env=[("GREETING", "hi")]), name="official-1")
-        assert box.name == "official-1"
-        infos = await rt.list_info()
-        assert [i.id for i in infos] == [box.id]
-        info = await rt.get_info("official-1")
-        assert info is not None and info.id == box.id and info.state.status == "configured"
-        got = await rt.get(box.id)
-        out, err, code = await _run(got, "echo $GREETING; echo oops >&2; exit 7")
-        assert (out, err, code) == ("hi\n", "oops\n", 7)
-        out, _, code = await _run(got, "cat", stdin=b"through stdin")
-        assert (out, code) == ("through stdin", 0)
-        # copy in: a file and a directory, with local copy_in semantics
-        f = tmp_path / "in.txt"
-        f.write_text("file content")
-        d = tmp_path / "tree"
-        (d / "sub").mkdir(parents=True)
-        (d / "a").write_text("A")
-        (d / "sub" / "b").write_text("B")
-        await got.copy_in(str(f), "/root/in.txt")
-        await got.copy_in(str(d), "/root/tree")
-        out, _, _ = await _run(got, "cat /root/in.txt; echo; find /root/tree -type f | sort")
-        assert out == "file content\n/root/tree/a\n/root/tree/sub/b\n"
-        # copy out a file
-        dest = tmp_path / "out.txt"
-        await got.copy_out("/root/in.txt", str(dest))
-        assert dest.read_text() == "file content"
-        info = await got.info()
-        assert info.state.status == "running"
-        await got.stop()
-        assert (await rt.get_info(box.id)).state.status in ("stopped", "configured")
-        await rt.remove(box.id, force=True)
-        assert await rt.get_info(box.id) is None
-        assert await rt.list_info() == []
-
-    asyncio.run(main())
+    rt = boxlite.Boxlite.rest(boxlite.BoxliteRestOptions(url=rest_srv.url, credential=boxlite.ApiKeyCredential(TOKEN)))
+    options = boxlite.BoxOptions(image="alpine:latest", auto_delete=0, env=[("GREETING", "hi")])
+    asyncio.run(full_cycle(rt, options, "official-1", tmp_path))
     log = rest_srv.control("GET", "/requests").json()["requests"]
     assert log and all(e["authorization"] == {"present": True, "scheme": "Bearer", "token": TOKEN} for e in log)
     paths = {(e["method"], e["path"].split("/executions/")[0] + ("/executions" if "/executions/" in e["path"] else ""))
@@ -131,29 +78,10 @@ def test_real_sdk_rest_runtime_full_cycle_against_a_real_serve(tmp_path):
     rootfs = os.environ.get("BOXLITE_TEST_ROOTFS")
     image = {"rootfs_path": rootfs} if rootfs else {"image": os.environ.get("BOXLITE_TEST_IMAGE", "alpine:latest")}
 
-    async def main():
-        cred = boxlite.ApiKeyCredential(key) if key else None
-        rt = boxlite.Boxlite.rest(boxlite.BoxliteRestOptions(url=url, credential=cred))
-        name = f"official-py-{os.getpid()}"
-        box = await rt.create(boxlite.BoxOptions(auto_delete=0, env=[("GREETING", "hi")], **image), name=name)
-        try:
-            assert box.id in [i.id for i in await rt.list_info()]
-            assert (await rt.get_info(name)).id == box.id
-            got = await rt.get(box.id)
-            assert await _run(got, "echo $GREETING; echo oops >&2; exit 7") == ("hi\n", "oops\n", 7)
-            out, _, code = await _run(got, "cat", stdin=b"through stdin")
-            assert (out, code) == ("through stdin", 0)
-            f = tmp_path / "in.txt"
-            f.write_text("file content")
-            await got.copy_in(str(f), "/root/in.txt")
-            dest = tmp_path / "out.txt"
-            await got.copy_out("/root/in.txt", str(dest))
-            assert dest.read_text() == "file content"
-        finally:
-            await rt.remove(box.id, force=True)
-        assert await rt.get_info(box.id) is None
-
-    asyncio.run(main())
+    cred = boxlite.ApiKeyCredential(key) if key else None
+    rt = boxlite.Boxlite.rest(boxlite.BoxliteRestOptions(url=url, credential=cred))
+    options = boxlite.BoxOptions(auto_delete=0, env=[("GREETING", "hi")], **image)
+    asyncio.run(full_cycle(rt, options, f"official-py-{os.getpid()}", tmp_path))
 
 
 def test_real_sdk_rest_runtime_with_path_prefix():
@@ -162,7 +90,7 @@ def test_real_sdk_rest_runtime_with_path_prefix():
         async def main():
             rt = boxlite.Boxlite.rest(boxlite.BoxliteRestOptions(url=s.url, path_prefix="acme/team-7"))
             box = await rt.create(boxlite.BoxOptions(image="alpine:latest", auto_delete=0))
-            out, _, code = await _run(box, "echo prefixed")
+            out, _, code = await run(box, "echo prefixed")
             assert (out, code) == ("prefixed\n", 0)
             await rt.remove(box.id, force=True)
 

@@ -30,64 +30,10 @@ TESTBED = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if TESTBED not in sys.path:
     sys.path.append(TESTBED)  # after the real boxlite is imported, for the harness only
 from boxlite_testbed.server.harness import ServerProc  # noqa: E402
+from official_cycle import full_cycle  # noqa: E402
 
 SIM_PY = os.environ.get("BOXLITE_TESTBED_SIM_PYTHON", os.path.join(TESTBED, ".venv", "bin", "python"))
 CLIENT_ID, CLIENT_SECRET = "official-sse", "official-sse-secret"
-STEP_TIMEOUT = 60  # seconds; a hang guard per client call
-
-
-async def _drain(stream) -> str:
-    out = []
-    async for chunk in stream:
-        out.append(chunk if isinstance(chunk, str) else chunk.decode())
-    return "".join(out)
-
-
-async def _run(box, cmd: str, stdin: bytes | None = None):
-    ex = await box.exec("sh", args=["-c", cmd])
-    if stdin is not None:
-        si = ex.stdin()
-        await si.send_input(stdin)
-        await si.close()
-    out, err, res = await asyncio.wait_for(
-        asyncio.gather(_drain(ex.stdout()), _drain(ex.stderr()), ex.wait()), STEP_TIMEOUT)
-    return out, err, res.exit_code
-
-
-async def full_cycle(rt, tmp_path, image: dict, *, stdin: bool) -> None:
-    """create, list, get, exec, copy in/out, remove. ``stdin``: the server keeps an execution
-    after its output is opened (the SSE-era boxlite serve forgets it, so no input reaches it)."""
-    name = f"official-sse-{os.getpid()}"
-    box = await rt.create(boxlite.BoxOptions(auto_remove=False, env=[("GREETING", "hi")], **image), name=name)
-    try:
-        assert box.name == name
-        assert box.id in [i.id for i in await rt.list_info()]
-        info = await rt.get_info(name)
-        assert info is not None and info.id == box.id
-        got = await rt.get(box.id)
-        assert await _run(got, "echo $GREETING; echo oops >&2; exit 7") == ("hi\n", "oops\n", 7)
-        if stdin:
-            out, _, code = await _run(got, "cat", stdin=b"through stdin")
-            assert (out, code) == ("through stdin", 0)
-        f = tmp_path / "in.txt"
-        f.write_text("file content")
-        d = tmp_path / "tree"
-        (d / "sub").mkdir(parents=True)
-        (d / "a").write_text("A")
-        (d / "sub" / "b").write_text("B")
-        await got.copy_in(str(f), "/root/in.txt")
-        await got.copy_in(str(d), "/root/tree")
-        out, _, _ = await _run(got, "cat /root/in.txt; echo; find /root/tree -type f | sort")
-        assert out == "file content\n/root/tree/a\n/root/tree/sub/b\n"
-        # copy out into a directory: the file lands inside it under its own name
-        dest = tmp_path / "out"
-        dest.mkdir()
-        await got.copy_out("/root/in.txt", str(dest))
-        assert (dest / "in.txt").read_text() == "file content"
-    finally:
-        await rt.remove(box.id, force=True)
-    assert await rt.get_info(box.id) is None
-    assert box.id not in [i.id for i in await rt.list_info()]
 
 
 def _server(*args: str) -> ServerProc:
@@ -95,6 +41,10 @@ def _server(*args: str) -> ServerProc:
         pytest.skip(f"simulator venv missing: {SIM_PY} (run python/testbed/setup.sh)")
     return ServerProc("--dialect", "sse", "--auth", "client-credentials", "--client-id", CLIENT_ID,
                       "--client-secret", CLIENT_SECRET, *args, python=SIM_PY)
+
+
+def _options(**image):
+    return boxlite.BoxOptions(auto_remove=False, env=[("GREETING", "hi")], **image)
 
 
 def _runtime(url: str, client_id: str, secret: str):
@@ -108,8 +58,9 @@ def test_sse_era_client_full_cycle_against_the_test_server(flavor, tmp_path):
     extra = ("--sse-flavor", "serve", "--prefix", "default") if flavor == "serve" else ()
     s = _server(*extra)
     try:
-        asyncio.run(full_cycle(_runtime(s.url, CLIENT_ID, CLIENT_SECRET), tmp_path, {"image": "alpine:latest"},
-                               stdin=flavor == "ref"))
+        # stdin: the SSE-era serve forgets an execution once its output is opened.
+        asyncio.run(full_cycle(_runtime(s.url, CLIENT_ID, CLIENT_SECRET), _options(image="alpine:latest"),
+                               f"official-sse-{flavor}", tmp_path, stdin=flavor == "ref", copy_out_into_dir=True))
         log = s.control("GET", "/requests").json()["requests"]
         assert any(e["path"] == "/v1/oauth/tokens" and e["status"] == 200 for e in log)
         box_calls = [e for e in log if "/boxes" in e["path"]]
@@ -141,4 +92,4 @@ def test_sse_era_client_full_cycle_against_a_real_server(tmp_path):
                   os.environ.get("BOXLITE_REAL_SSE_CLIENT_SECRET", ""))
     rootfs = os.environ.get("BOXLITE_TEST_ROOTFS")
     image = {"rootfs_path": rootfs} if rootfs else {"image": os.environ.get("BOXLITE_TEST_IMAGE", "alpine:latest")}
-    asyncio.run(full_cycle(rt, tmp_path, image, stdin=True))
+    asyncio.run(full_cycle(rt, _options(**image), f"official-sse-{os.getpid()}", tmp_path, copy_out_into_dir=True))

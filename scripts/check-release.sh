@@ -225,7 +225,13 @@ start_server() {
   return 1
 }
 # shellcheck disable=SC2317 # called by the EXIT trap
-stop_server() { [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; }
+stop_server() {
+  local pid
+  for pid in "$SERVER_PID" "${REGISTRY_PID:-}"; do
+    [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  done
+  return 0
+}
 trap stop_server EXIT
 
 # ---------------------------------------------------------------- arm64 (qemu-user)
@@ -329,9 +335,27 @@ step_old_glibc() {
 }
 
 # ---------------------------------------------------------------- consumer projects
-# consumer ARCH: a fresh TypeScript project installs the packed main package with pnpm (the
-# platform packages resolved to their tarballs: they are in no registry we reach), type-checks a
-# file that uses the package as documented, compiles it and runs it against the test server.
+# consumer ARCH: a fresh TypeScript project installs the packed main package with pnpm from a
+# local registry of the packed packages (scripts/release-registry.mjs; pnpm then picks the platform
+# package by os/cpu/libc as from npm), type-checks a file that uses the package as documented,
+# compiles it and runs it against the test server.
+REGISTRY_PID=""
+REGISTRY_URL=""
+start_registry() {
+  [[ -n "$REGISTRY_URL" ]] && return 0
+  local log="$WORK/registry.log" waited=0
+  node "$ROOT/scripts/release-registry.mjs" "$PACKAGES" >"$log" 2>&1 &
+  REGISTRY_PID=$!
+  while ((waited < 20)); do
+    REGISTRY_URL="$(sed -n 's/^BOXLITE_REGISTRY_READY //p' "$log")"
+    [[ -n "$REGISTRY_URL" ]] && return 0
+    sleep 1
+    waited=$((waited + 1))
+  done
+  echo "the local registry did not start: $(cat "$log")" >&2
+  return 1
+}
+
 consumer() {
   local arch="$1"
   local dir="$WORK/consumer-$arch" runner=()
@@ -339,25 +363,22 @@ consumer() {
   [[ "$arch" == x64 ]] && runner=(node)
   [[ -f "$PACKAGES/main.tgz" ]] || step_sizes >/dev/null
   start_server || return 1
+  start_registry || return 1
   rm -rf "$dir"
   mkdir -p "$dir/src"
+  printf '@sandbank.dev:registry=%s\n' "$REGISTRY_URL" >"$dir/.npmrc"
   node - "$dir" "$PACKAGES" "$ROOT" <<'EOF'
 const fs = require('node:fs')
 const path = require('node:path')
+const { execFileSync } = require('node:child_process')
 const [dir, packages, root] = process.argv.slice(2)
-const overrides = {}
-for (const platform of fs.readdirSync(path.join(root, 'npm'))) {
-  overrides[`@sandbank.dev/boxlite-${platform}`] = `file:${path.join(packages, platform + '.tgz')}`
-}
+const packed = (file) =>
+  JSON.parse(execFileSync('tar', ['-xzOf', path.join(packages, file), 'package/package.json'], { encoding: 'utf8' })).version
 const version = (name) => require(path.join(root, 'node_modules', name, 'package.json')).version
 fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({
   name: 'boxlite-consumer', private: true, type: 'module',
-  dependencies: {
-    '@sandbank.dev/boxlite': `file:${path.join(packages, 'main.tgz')}`,
-    '@sandbank.dev/core': `file:${path.join(packages, 'core.tgz')}`,
-  },
+  dependencies: { '@sandbank.dev/boxlite': packed('main.tgz'), '@sandbank.dev/core': packed('core.tgz') },
   devDependencies: { typescript: version('typescript'), '@types/node': version('@types/node') },
-  pnpm: { overrides },
 }, null, 2))
 fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({
   compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true,

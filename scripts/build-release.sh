@@ -6,6 +6,7 @@
 # docs/release.md explains the targets, the tools and their pitfalls.
 #
 #   scripts/build-release.sh [PLATFORM...]   (default: every platform; see `targets` below)
+#   BOXLITE_RELEASE_FLAVOURS=main scripts/build-release.sh ...   (only these flavours: main, local)
 #
 # Tools are cached in ~/.cache/sandbank-boxlite/ and installed there when missing; the Rust
 # build has its own target directory (target/release-cross/) so it never invalidates the
@@ -127,6 +128,7 @@ main() {
     local zig_target flavours flavour
     IFS='|' read -r platform zig_target flavours <<<"$entry"
     for flavour in $flavours; do
+      [[ " ${BOXLITE_RELEASE_FLAVOURS:-main local} " == *" $flavour "* ]] || continue
       build_one "$platform" "$zig_target" "$flavour"
     done
   done

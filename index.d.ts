@@ -41,10 +41,20 @@ export type BoxLiteAdapterConfig = BoxLiteRemoteConfig | BoxLiteLocalConfig
 
 export type BoxStatus = 'configured' | 'running' | 'stopping' | 'stopped' | 'paused' | 'unknown'
 
-export interface BoxLiteNetworkConfig {
+/** One direction's network policy. */
+export interface BoxLiteNetworkDirection {
   mode: 'enabled' | 'disabled'
   allow_net?: string[]
 }
+
+/**
+ * A box's network: `{mode, allow_net}` (outbound), or per direction `{outbound, inbound}` as the
+ * current `boxlite serve` takes it. Servers without an inbound policy (SSE era, BoxRun) get the
+ * outbound part only.
+ */
+export type BoxLiteNetworkConfig =
+  | BoxLiteNetworkDirection
+  | { outbound?: BoxLiteNetworkDirection; inbound?: BoxLiteNetworkDirection }
 
 export interface BoxLiteSecretSpec {
   name: string

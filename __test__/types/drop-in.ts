@@ -40,8 +40,9 @@ async function useClient(client: BoxLiteClient): Promise<void> {
   const snapshot: BoxLiteSnapshot = await client.createSnapshot(box.id, 'snap')
   const execution: BoxLiteExecution | undefined = await client.execAsync?.(box.id, request)
   const network: BoxLiteNetworkConfig = { mode: 'disabled' }
+  const perDirection: BoxLiteNetworkConfig = { outbound: { mode: 'enabled', allow_net: ['a.example'] }, inbound: { mode: 'disabled' } }
   const secret: BoxLiteSecretSpec = { name: 'k', value: 'v' }
-  void [status, code, snapshot, execution, network, secret]
+  void [status, code, snapshot, execution, network, perDirection, secret]
 }
 
 // The terminal options extend core's TerminalOptions: a typed variable passes through `Sandbox`.

@@ -58,3 +58,23 @@ async fn current_dialect_boxes_with_per_direction_network_create_get_and_list() 
     assert!(listed.iter().any(|b| &b.id == id), "{id} not in {listed:?}");
   }
 }
+
+#[tokio::test]
+async fn sse_era_servers_get_the_outbound_part_of_a_per_direction_network() {
+  let bed = Testbed::start(&["--dialect", "sse"]).await;
+  let client = bed.client(json!({}));
+  let id = create_with(
+    &client,
+    json!({"outbound": {"mode": "disabled"}, "inbound": {"mode": "enabled"}}),
+  )
+  .await;
+  assert_eq!(client.get_box(&id).await.expect("getBox").id, id);
+  let creates: Vec<Value> = bed
+    .requests()
+    .await
+    .into_iter()
+    .filter(|r| r["method"] == "POST" && r["path"].as_str().unwrap_or("").ends_with("/boxes"))
+    .collect();
+  assert_eq!(creates.len(), 1, "{creates:?}");
+  assert_eq!(creates[0]["status"], 201, "{creates:?}");
+}

@@ -113,7 +113,7 @@ pub fn create_body(dialect: Dialect, params: &CreateBoxParams) -> Value {
         put("user", json!(v));
       }
       if let Some(v) = &params.network {
-        put("network", network_object(v));
+        put("network", network_object(dialect, v));
       }
       if let Some(v) = &params.secrets {
         put("secrets", json!(v));
@@ -172,19 +172,41 @@ fn argv_value(value: &Value) -> Value {
   }
 }
 
+/// The outbound policy of a network object: `{mode, allow_net}` itself, or its `outbound` part
+/// when given per direction (`{outbound, inbound}`, what the current `boxlite serve` takes).
+fn outbound_of(o: &Map<String, Value>) -> &Map<String, Value> {
+  o.get("outbound").and_then(Value::as_object).unwrap_or(o)
+}
+
 fn network_enabled(value: &Value) -> bool {
   match value {
     Value::Bool(b) => *b,
     Value::String(s) => s != "disabled" && s != "none",
-    Value::Object(o) => o.get("mode").and_then(Value::as_str) != Some("disabled"),
+    Value::Object(o) => outbound_of(o).get("mode").and_then(Value::as_str) != Some("disabled"),
     _ => true,
   }
 }
 
-fn network_object(value: &Value) -> Value {
+/// The current dialect takes both object shapes as they are; SSE-era servers know only
+/// `{mode, allow_net}` (outbound: they have no inbound policy), so a per-direction one is folded.
+fn network_object(dialect: Dialect, value: &Value) -> Value {
   match value {
     Value::Bool(b) => json!({"mode": if *b { "enabled" } else { "disabled" }}),
     Value::String(s) => json!({"mode": s}),
+    Value::Object(o)
+      if dialect == Dialect::Sse && (o.contains_key("outbound") || o.contains_key("inbound")) =>
+    {
+      let outbound = outbound_of(o);
+      let mut flat = Map::new();
+      flat.insert(
+        "mode".into(),
+        outbound.get("mode").cloned().unwrap_or_else(|| json!("enabled")),
+      );
+      if let Some(allow) = outbound.get("allow_net") {
+        flat.insert("allow_net".into(), allow.clone());
+      }
+      Value::Object(flat)
+    }
     other => other.clone(),
   }
 }
@@ -503,6 +525,38 @@ mod tests {
     assert_eq!(
       create_body(Dialect::Current, &isolated),
       json!({"network": {"mode": "disabled"}})
+    );
+  }
+
+  #[test]
+  fn per_direction_network_goes_as_is_to_current_and_folded_elsewhere() {
+    let params = CreateBoxParams {
+      network: Some(
+        json!({"outbound": {"mode": "disabled", "allow_net": ["a.example"]},
+                           "inbound": {"mode": "enabled"}}),
+      ),
+      ..Default::default()
+    };
+    assert_eq!(
+      create_body(Dialect::Current, &params)["network"],
+      params.network.clone().unwrap()
+    );
+    assert_eq!(
+      create_body(Dialect::Sse, &params)["network"],
+      json!({"mode": "disabled", "allow_net": ["a.example"]})
+    );
+    assert_eq!(create_body(Dialect::Boxrun, &params)["network"], json!(false));
+    let inbound_only = CreateBoxParams {
+      network: Some(json!({"inbound": {"mode": "enabled"}})),
+      ..Default::default()
+    };
+    assert_eq!(
+      create_body(Dialect::Sse, &inbound_only)["network"],
+      json!({"mode": "enabled"})
+    );
+    assert_eq!(
+      create_body(Dialect::Boxrun, &inbound_only)["network"],
+      json!(true)
     );
   }
 

@@ -70,6 +70,26 @@ suite "vitest" npx vitest run
 suite "release checks (this build's addons, release profile, workflow lint)" \
   "$ROOT/scripts/check-release.sh" --no-build static-dev profile workflow
 
+# ---- The real boxlite runtime over the fake VM (crates/fakevm; docs/testing.md). The fake VM
+# replaces only the micro-VM, which cannot boot here: box commands run as host processes, with
+# NO VM isolation. Everything above it is the unmodified boxlite 0.10.8 wheel.
+TEST_ROOTFS="$(setup_test_rootfs | tail -n 1)"
+FAKEVM_BIN="$(build_fakevm | tail -n 1)"
+FAKEVM_DIR="$(mktemp -d "${TMPDIR:-/tmp}/sandbank-fakevm.XXXXXX")"
+fakevm_env=""
+if fakevm_env="$("$OFFICIAL_PYTHON" "$ROOT/python/testbed/realpath/fakevm.py" "$FAKEVM_BIN" "$FAKEVM_DIR")"; then
+  while IFS='=' read -r key value; do export "$key=$value"; done <<<"$fakevm_env"
+  stop_fakevm() {
+    kill "$BOXLITE_FAKEVM_PID" 2>/dev/null
+    for _ in $(seq 100); do kill -0 "$BOXLITE_FAKEVM_PID" 2>/dev/null || break; sleep 0.2; done
+    rm -rf "$FAKEVM_DIR"
+  }
+  trap stop_fakevm EXIT
+fi
+suite "pytest (fake VM under the real boxlite wheel)" env BOXLITE_TEST_ROOTFS="$TEST_ROOTFS" \
+  BOXLITE_FAKEVM_BIN="$FAKEVM_BIN" "$OFFICIAL_PYTHON" -m pytest \
+  "$ROOT/python/testbed/tests/test_fakevm.py" -q -p no:cacheprovider -rs
+
 if ((${#failed[@]})); then
   echo
   echo "FAILED suites: ${failed[*]}"

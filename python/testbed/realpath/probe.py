@@ -198,8 +198,9 @@ def cache_dir() -> str:
 
 
 def cache_path(facts: dict, python: str, source: str) -> str:
+    # BOXLITE_RUNTIME_DIR is part of the key: with the fake VM's shim there the same host boots.
     key = json.dumps([PROBE_VERSION, facts["boot_id"], facts["kernel"], facts["kvm_device"],
-                      os.path.abspath(python), source])
+                      os.path.abspath(python), source, os.environ.get("BOXLITE_RUNTIME_DIR", "")])
     return os.path.join(cache_dir(), "probe-" + hashlib.sha256(key.encode()).hexdigest()[:20] + ".json")
 
 
@@ -264,6 +265,18 @@ def boot_failure_line(res: dict, facts: dict, source: str) -> str:
     return f"no: boxlite {version} could not boot a VM from {source}: {stage}() raised {sdk}{hint}"
 
 
+def fake_vm_runtime() -> bool:
+    """BOXLITE_RUNTIME_DIR holds the fake VM's boxlite-shim (crates/fakevm)."""
+    for d in os.environ.get("BOXLITE_RUNTIME_DIR", "").split(":"):
+        try:
+            with open(os.path.join(d, "boxlite-shim"), "rb") as fh:
+                if b"sandbank fake VM" in fh.read(4096):
+                    return True
+        except OSError:
+            pass
+    return False
+
+
 def probe(args: argparse.Namespace) -> dict:
     facts = host_facts(args.kvm_device)
     rec: dict = {"probe_version": PROBE_VERSION, "facts": facts, "time": time.time()}
@@ -317,7 +330,8 @@ def probe(args: argparse.Namespace) -> dict:
                         f"{one_line(tail[0], 300)}", exit=EXIT_NO, stage="start")
         return rec
     if res.get("ok"):
-        rec.update(line=f"yes: booted a boxlite VM in {res.get('boot_seconds', 0):.1f}s "
+        what = "a boxlite box on the fake VM (no VM isolation)" if fake_vm_runtime() else "a boxlite VM"
+        rec.update(line=f"yes: booted {what} in {res.get('boot_seconds', 0):.1f}s "
                         f"(boxlite {res.get('boxlite_version')}, {source})", exit=EXIT_YES, stage="done")
         return rec
     rec.update(line=boot_failure_line(res, facts, source), exit=EXIT_NO, stage=res.get("stage", "start"))

@@ -80,6 +80,10 @@ build_one() {
     if [[ "$platform" == darwin-* ]]; then
       darwin_env "$platform"
       ext=dylib
+    elif [[ "$platform" == *-musl ]]; then
+      # musl targets link statically by default, which rules out a shared library: link musl's
+      # libc.so dynamically, as Node itself does there.
+      export RUSTFLAGS="-C target-feature=-crt-static"
     fi
     if [[ "$flavour" == local ]]; then
       features=(--features local)

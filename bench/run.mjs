@@ -2,7 +2,13 @@
 //   node bench/run.mjs [--modes local,sse,current,boxrun] [--rounds 200] [--mb 100]
 // Build the release addons first (`scripts/setup.sh --release` or bench/run.sh). Prints one
 // table per mode: medians and p95 of latencies, throughput, and ratios against a baseline
-// (loopback HTTP round trip for remote modes, a no-op native call for local mode).
+// (loopback HTTP round trip for remote modes, a no-op native call for local mode), and what
+// diagnostics cost: getBox/exec medians with DEBUG=sandbank:boxlite on vs off (child processes).
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import { BoxLiteAdapter } from '../index.js'
@@ -53,6 +59,29 @@ async function ttfb(sandbox) {
     // drain
   }
   return { first, total: performance.now() - started }
+}
+
+/** getBox and exec medians of a child process with diagnostics on or off (see diagnostics.mjs). */
+async function childRun(config, debug) {
+  const env = { ...process.env }
+  delete env.DEBUG
+  delete env.BOXLITE_LOG
+  if (debug) env.DEBUG = 'sandbank:boxlite'
+  // Local mode: a home of its own (one runtime per home and process).
+  const home = config.mode === 'local' ? await mkdtemp(join(tmpdir(), 'boxlite-bench-home-')) : undefined
+  try {
+    const script = new URL('./diagnostics.mjs', import.meta.url).pathname
+    const args = [script, JSON.stringify(home ? { ...config, boxliteHome: home } : config), String(rounds)]
+    // The child's stderr (the diagnostics) goes to /dev/null.
+    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'ignore'] })
+    let out = ''
+    child.stdout.on('data', (chunk) => (out += chunk))
+    const [code] = await once(child, 'exit')
+    if (code !== 0) throw new Error(`bench/diagnostics.mjs exited with ${code}: ${out}`)
+    return JSON.parse(out.trim().split('\n').pop())
+  } finally {
+    if (home) await rm(home, { recursive: true, force: true })
+  }
 }
 
 const fmt = (ms) => (ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms.toFixed(2))
@@ -109,6 +138,18 @@ for (const mode of adapterModes(target).filter((m) => wanted.includes(m.dialect)
       `${fmt(wall)} ms wall`,
       `${((concurrency * 1000) / wall).toFixed(0)} execs/s; ${(exec.median * concurrency / wall).toFixed(1)}× sequential`,
     )
+    // Diagnostics off vs on (DEBUG=sandbank:boxlite), alternating children, best median of two each.
+    const runs = []
+    for (const debug of [false, true, false, true]) runs.push({ debug, ...(await childRun(setup.config, debug)) })
+    const best = (debug, key) => Math.min(...runs.filter((r) => r.debug === debug).map((r) => r[key]))
+    for (const key of ['getBox', 'exec']) {
+      row(
+        mode.name,
+        `${key}, diagnostics off → on (DEBUG=sandbank:boxlite)`,
+        `${fmt(best(false, key))} → ${fmt(best(true, key))} ms`,
+        `on/off ${(best(true, key) / best(false, key)).toFixed(2)}×`,
+      )
+    }
     await adapter.destroySandbox(id)
   } finally {
     await adapter.dispose()

@@ -18,6 +18,8 @@ impl NativeAdapter {
   /// Takes the config as plain JSON; never throws (an unusable config is reported on first use).
   #[napi(constructor)]
   pub fn new(config: serde_json::Value) -> Self {
+    // Diagnostics are switched by the environment (DEBUG, BOXLITE_LOG), read once per process.
+    boxlite_core::diag::init_from_env();
     NativeAdapter {
       inner: Arc::new(boxlite_core::Adapter::new(&config)),
     }

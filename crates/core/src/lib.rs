@@ -6,6 +6,7 @@ pub mod adapter;
 pub mod archive;
 pub mod client;
 pub mod config;
+pub mod diag;
 pub mod error;
 pub mod files;
 #[cfg(feature = "local")]

@@ -239,13 +239,20 @@ async fn poll_until(
   done: impl Fn(&str) -> bool,
 ) -> Result<(bool, BoxRecord)> {
   let mut delay = polling.first;
+  let began = std::time::Instant::now();
+  let mut last: Option<String> = None;
   loop {
     let record = client.get_box(id).await?;
+    if last.as_deref() != Some(record.status.as_str()) {
+      tracing::debug!(box_id = %id, state = %record.status, ms = %crate::diag::ms(began), "box state");
+      last = Some(record.status.clone());
+    }
     if done(&record.status) || is_failed(&record.status) {
       return Ok((done(&record.status), record));
     }
     let now = Instant::now();
     if now >= deadline {
+      tracing::debug!(box_id = %id, state = %record.status, "gave up waiting: deadline passed");
       return Ok((false, record));
     }
     tokio::time::sleep(delay.min(deadline - now)).await;
@@ -270,8 +277,10 @@ impl Adapter {
     };
     let client = self.client()?;
     let deadline = Instant::now() + Duration::from_secs_f64(timeout_secs);
+    let began = std::time::Instant::now();
     let created = client.create_box(params).await?;
     let id = created.id.clone();
+    tracing::debug!(box_id = %id, state = %created.status, ms = %crate::diag::ms(began), "box created");
     if let Some(ports) = &config.ports {
       self.record_ports(&id, ports);
     }
@@ -295,8 +304,12 @@ impl Adapter {
     }
     .await;
     match started {
-      Ok(record) => Ok(SandboxInfo::from(&record)),
+      Ok(record) => {
+        tracing::debug!(box_id = %id, ms = %crate::diag::ms(began), "sandbox ready");
+        Ok(SandboxInfo::from(&record))
+      }
       Err(error) => {
+        tracing::debug!(box_id = %id, error = %error, "sandbox did not start; deleting the box");
         // Best effort: the original error is what the user needs to see.
         let _ = client.delete_box(&id, true).await;
         self.forget_ports(&id);

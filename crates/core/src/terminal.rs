@@ -546,6 +546,8 @@ impl Terminals {
     }
     state.servers.retain(|s| !s.task.is_finished());
     state.servers.push(ServerHandle { shutdown, task });
+    // The URL carries the access token: only the address is logged.
+    tracing::debug!(%box_id, %addr, %shell, "terminal server listening");
     Ok(TerminalInfo {
       url,
       port: addr.port(),
@@ -592,7 +594,8 @@ async fn accept_loop(listener: TcpListener, terminal: Arc<Terminal>, mut shutdow
     tokio::select! {
       _ = shutdown.changed() => break,
       accepted = listener.accept() => match accepted {
-        Ok((stream, _)) => {
+        Ok((stream, peer)) => {
+          tracing::debug!(box_id = %terminal.box_id, %peer, "terminal connection");
           sessions.spawn(connection(stream, terminal.clone(), shutdown.clone()));
         }
         // Out of file descriptors and the like: back off instead of spinning.
@@ -641,8 +644,14 @@ async fn connection(stream: TcpStream, terminal: Arc<Terminal>, shutdown: watch:
       };
       match check_path(request.uri().path(), &token) {
         PathCheck::Granted => {}
-        PathCheck::WrongToken => return Err(refuse(StatusCode::FORBIDDEN, "wrong terminal token\n")),
-        PathCheck::NotFound => return Err(refuse(StatusCode::NOT_FOUND, "not found\n")),
+        PathCheck::WrongToken => {
+          tracing::debug!("terminal connection refused: wrong token (403)");
+          return Err(refuse(StatusCode::FORBIDDEN, "wrong terminal token\n"));
+        }
+        PathCheck::NotFound => {
+          tracing::debug!("terminal connection refused: unknown path (404)");
+          return Err(refuse(StatusCode::NOT_FOUND, "not found\n"));
+        }
       }
       let offered = request
         .headers()
@@ -664,9 +673,17 @@ async fn connection(stream: TcpStream, terminal: Arc<Terminal>, shutdown: watch:
   .await
   {
     Ok(Ok(ws)) => ws,
-    _ => return,
+    Ok(Err(e)) => {
+      tracing::debug!(error = %e, "terminal upgrade failed");
+      return;
+    }
+    Err(_) => {
+      tracing::debug!("terminal upgrade timed out");
+      return;
+    }
   };
   let tty = tty.load(std::sync::atomic::Ordering::SeqCst);
+  tracing::debug!(box_id = %terminal.box_id, tty_subprotocol = tty, "terminal connected");
   Session::new(ws, terminal, shutdown).run(tty).await;
 }
 
@@ -742,7 +759,10 @@ impl Session {
       }
     };
     let shell = match started {
-      Ok(Ok(shell)) => shell,
+      Ok(Ok(shell)) => {
+        tracing::debug!(box_id = %self.terminal.box_id, exec_id = %shell.exec_id, "terminal shell started");
+        shell
+      }
       Ok(Err(e)) => return self.fail_to_start(e.to_string()).await,
       Err(_) => {
         return self
@@ -760,6 +780,15 @@ impl Session {
       self.apply(&shell, message);
     }
     let (end, exited, shell) = self.pump(shell).await;
+    tracing::debug!(
+      box_id = %self.terminal.box_id,
+      shell_exited = exited,
+      reason = match &end {
+        End::ClientGone => "client gone",
+        End::Close(_, reason) => reason.as_str(),
+      },
+      "terminal connection closed"
+    );
     // The client gone or the server closing: end the shell (the socket is closed meanwhile).
     let cleanup = (!exited).then(|| end_shell(self.terminal.clone(), shell));
     let (_, ()) = tokio::join!(self.finish(end), async {
@@ -811,6 +840,7 @@ impl Session {
   }
 
   async fn set_framing(&mut self, framing: Framing) -> std::result::Result<(), End> {
+    tracing::debug!(box_id = %self.terminal.box_id, ?framing, "terminal framing");
     self.framing = Some(framing);
     if framing == Framing::Ttyd {
       let title = format!("{} ({})", self.terminal.shell, self.terminal.box_id);

@@ -286,10 +286,24 @@ pub fn engine_blocking(python_path: &str) -> Result<&'static Engine> {
     engine.accept(python_path)?;
     return Ok(engine);
   }
+  let began = std::time::Instant::now();
   let probe = probe(python_path)?;
+  let (major, minor, micro) = probe.version;
+  tracing::debug!(%python_path, python = %format_args!("{major}.{minor}.{micro}"), prefix = %probe.prefix, "interpreter probed");
   let libpython = probe.libpython(python_path)?;
   load_global(&libpython)?;
+  tracing::debug!(libpython = %libpython.display(), "libpython loaded");
   let started = Engine::boot(python_path, probe).map(|e| &*Box::leak(Box::new(e)));
+  match &started {
+    Ok(engine) => tracing::debug!(
+      executable = %engine.facts.executable,
+      sdk_version = engine.facts.sdk_version.as_deref().unwrap_or("none"),
+      sdk_file = engine.facts.sdk_file.as_deref().unwrap_or("-"),
+      ms = %crate::diag::ms(began),
+      "local engine started"
+    ),
+    Err(e) => tracing::debug!(error = %e, "local engine failed to start"),
+  }
   *slot = Some(started.clone());
   started
 }

@@ -97,6 +97,7 @@ impl LocalClient {
           )
           .await
           .map_err(|f| to_error(f, ctx))?;
+        tracing::debug!(home = %self.home, "boxlite runtime joined");
         Ok::<_, Error>(engine)
       })
       .await
@@ -114,7 +115,8 @@ impl LocalClient {
   ) -> Result<Reply> {
     let engine = self.engine().await?;
     args["home"] = Value::String(self.home.clone());
-    engine.call(op, args, blob).await.map_err(|f| {
+    let began = std::time::Instant::now();
+    let result = engine.call(op, args, blob).await.map_err(|f| {
       to_error(
         f,
         Ctx {
@@ -123,7 +125,15 @@ impl LocalClient {
           id,
         },
       )
-    })
+    });
+    let ms = crate::diag::ms(began);
+    match &result {
+      // Stream polls are as frequent as output chunks: trace level.
+      Ok(_) if op == "exec_next" => tracing::trace!(%op, %id, %ms, "sdk call"),
+      Ok(_) => tracing::debug!(%op, %id, %ms, "sdk call"),
+      Err(e) => tracing::debug!(%op, %id, %ms, error = %e, "sdk call failed"),
+    }
+    result
   }
 
   fn exec_stream_of(
@@ -138,6 +148,7 @@ impl LocalClient {
       exec_id: exec_id.clone(),
       armed: true,
     });
+    let traced_id = exec_id.clone();
     let state = ExecReader {
       engine,
       box_id: box_id.to_string(),
@@ -148,7 +159,7 @@ impl LocalClient {
       finished: false,
       guard,
     };
-    Box::pin(futures_util::stream::unfold(state, |mut st| async move {
+    let events = Box::pin(futures_util::stream::unfold(state, |mut st| async move {
       loop {
         if let Some(event) = st.pending.pop_front() {
           return Some((Ok(event), st));
@@ -167,7 +178,8 @@ impl LocalClient {
           }
         }
       }
-    }))
+    }));
+    crate::diag::traced_exec(events, &traced_id, "sdk")
   }
 }
 

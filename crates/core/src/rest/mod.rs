@@ -53,6 +53,7 @@ mod boxrun_files;
 mod events;
 mod request;
 mod sse;
+mod tls;
 mod transport;
 mod wire;
 mod ws;
@@ -235,6 +236,7 @@ impl Inner {
         }
       }
     };
+    tracing::debug!(?dialect, prefix = prefix.as_deref().unwrap_or("-"), choice = ?self.choice, "route");
     Ok(Route::new(dialect, api_path, prefix.as_deref()))
   }
 
@@ -250,8 +252,16 @@ impl Inner {
     let probes = Route::new(Dialect::Sse, self.transport.api_path(), None);
     let config = probes.config();
     let mut last = format!("GET {}", config.path);
-    let mut next = after_config(self.status_of(&config).await?);
+    let status = self.status_of(&config).await?;
+    // Why the dialect was chosen: each probe with its answer.
+    let mut why = vec![format!("{last} {status}")];
+    let mut next = after_config(status);
     loop {
+      match next {
+        Probe::Found(dialect) => tracing::debug!(?dialect, why = %why.join(", "), "dialect detected"),
+        Probe::Unknown => tracing::debug!(why = %why.join(", "), "dialect detection failed"),
+        _ => {}
+      }
       next = match next {
         Probe::Found(dialect) => return Ok(dialect),
         Probe::Unknown => {
@@ -269,17 +279,23 @@ impl Inner {
           // Only a static token goes along: fetching an OAuth2 token presumes dialect A.
           me.auth = self.static_token;
           last = format!("GET {}", me.path);
-          after_me(self.status_of(&me).await?)
+          let status = self.status_of(&me).await?;
+          why.push(format!("{last} {status}"));
+          after_me(status)
         }
         Probe::TokenEndpoint => {
           let token = probes.token("grant_type=client_credentials".into());
           last = format!("POST {}", token.path);
-          after_token_endpoint(self.status_of(&token).await?)
+          let status = self.status_of(&token).await?;
+          why.push(format!("{last} {status}"));
+          after_token_endpoint(status)
         }
         Probe::Info => {
           let info = Route::new(Dialect::Boxrun, self.transport.api_path(), None).config();
           last = format!("GET {}", info.path);
-          after_info(self.status_of(&info).await?)
+          let status = self.status_of(&info).await?;
+          why.push(format!("{last} {status}"));
+          after_info(status)
         }
       };
     }
@@ -345,7 +361,8 @@ impl Inner {
           .unwrap_or_else(|p| p.into_inner())
           .insert(exec_id.to_string(), Arc::downgrade(&sink));
         let idle = self.transport.tuning.stream_idle_timeout;
-        Ok(Box::pin(ws::events(source, idle, &spec, Some(guard))))
+        let events = Box::pin(ws::events(source, idle, &spec, Some(guard)));
+        Ok(crate::diag::traced_exec(events, exec_id, "websocket"))
       }
       Dialect::Sse | Dialect::Boxrun => {
         let response = self.transport.send(&spec, Payload::None).await?;
@@ -367,7 +384,8 @@ impl Inner {
         } else {
           EventKind::Boxrun(Default::default(), route.exec_status(box_id, exec_id))
         };
-        Ok(sse_events(bytes, kind, &spec, self.transport.clone()))
+        let events = sse_events(bytes, kind, &spec, self.transport.clone());
+        Ok(crate::diag::traced_exec(events, exec_id, "sse"))
       }
     }
   }

@@ -103,20 +103,6 @@ impl std::fmt::Debug for Transport {
   }
 }
 
-fn tls_config(alpn: &[&[u8]]) -> Result<rustls::ClientConfig> {
-  use rustls_platform_verifier::BuilderVerifierExt;
-  let provider = Arc::new(rustls::crypto::ring::default_provider());
-  let mut config = rustls::ClientConfig::builder_with_provider(provider)
-    .with_safe_default_protocol_versions()
-    .and_then(|b| b.with_platform_verifier())
-    .map_err(|e| Error::Environment {
-      message: format!("cannot set up TLS: {e}"),
-    })?
-    .with_no_client_auth();
-  config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-  Ok(config)
-}
-
 fn same_origin(a: &Url, b: &Url) -> bool {
   a.scheme() == b.scheme()
     && a.host_str() == b.host_str()
@@ -142,8 +128,12 @@ impl Transport {
         attempt.stop()
       }
     });
+    let verifier = super::tls::verifier()?;
     let http = reqwest::Client::builder()
-      .tls_backend_preconfigured(tls_config(&[b"h2", b"http/1.1"])?)
+      .tls_backend_preconfigured(super::tls::client_config(
+        verifier.clone(),
+        &[b"h2", b"http/1.1"],
+      )?)
       .connect_timeout(tuning.connect_timeout)
       .redirect(policy)
       .pool_idle_timeout(Duration::from_secs(90))
@@ -163,7 +153,7 @@ impl Transport {
       auth: config.auth.clone(),
       token: tokio::sync::Mutex::new(None),
       secrets: Mutex::new(secrets),
-      ws_tls: Arc::new(tls_config(&[b"http/1.1"])?),
+      ws_tls: Arc::new(super::tls::client_config(verifier, &[b"http/1.1"])?),
       tuning,
     })
   }
@@ -209,7 +199,13 @@ impl Transport {
         }
         let spec =
           Route::new(Dialect::Sse, self.api_path(), None).token(auth::token_form(client_id, client_secret));
+        // `expiring`: the cached one is due for refresh; otherwise there was none (first use, or
+        // dropped after the server refused it).
+        let expiring = cached.is_some();
+        tracing::debug!(expiring, "fetching an OAuth2 token");
         let (token, lifetime) = self.fetch_token(&spec).await?;
+        // Never the token itself: only how long it lives.
+        tracing::debug!(lifetime_s = lifetime.as_secs(), "OAuth2 token obtained");
         self.remember(&token);
         *cached = Some(CachedToken::new(token.clone(), lifetime, Instant::now()));
         Ok(Some(token))
@@ -333,6 +329,39 @@ impl Transport {
     bearer: Option<&Secret>,
     payload: Payload,
   ) -> Result<std::result::Result<reqwest::Response, reqwest::Error>> {
+    let began = Instant::now();
+    let outcome = self.attempt(spec, bearer, payload).await;
+    self.trace_attempt(spec, began, &outcome);
+    outcome
+  }
+
+  /// The diagnostics line of one attempt: method, path (never the query), status or error,
+  /// time to the response headers.
+  fn trace_attempt(
+    &self,
+    spec: &Spec,
+    began: Instant,
+    outcome: &Result<std::result::Result<reqwest::Response, reqwest::Error>>,
+  ) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+      return;
+    }
+    let (method, path, ms) = (&spec.method, &spec.path, crate::diag::ms(began));
+    match outcome {
+      Ok(Ok(response)) => tracing::debug!(
+        %method, %path, status = response.status().as_u16(), version = ?response.version(), %ms, "request"
+      ),
+      Ok(Err(e)) => tracing::debug!(%method, %path, %ms, error = %self.redact(&chain(e)), "request failed"),
+      Err(e) => tracing::debug!(%method, %path, %ms, error = %e, "request failed"),
+    }
+  }
+
+  async fn attempt(
+    &self,
+    spec: &Spec,
+    bearer: Option<&Secret>,
+    payload: Payload,
+  ) -> Result<std::result::Result<reqwest::Response, reqwest::Error>> {
     let slow = self.tuning.slow_request_timeout;
     match (spec.deadline, payload) {
       // An uploaded stream has no total bound (1 GB takes what it takes), but it must keep
@@ -394,6 +423,10 @@ impl Transport {
             && !e.is_timeout()
             && (e.is_connect() || spec.idempotent);
           if retry {
+            tracing::debug!(
+              method = %spec.method, path = %spec.path, retry = attempt + 1, of = self.tuning.max_retries,
+              delay_ms = self.backoff(attempt).as_millis() as u64, reason = "connection failed", "retrying"
+            );
             tokio::time::sleep(self.backoff(attempt)).await;
             attempt += 1;
             continue;
@@ -404,6 +437,7 @@ impl Transport {
           let status = response.status();
           if status == StatusCode::UNAUTHORIZED && self.uses_client_credentials() && !refreshed && replayable
           {
+            tracing::debug!(method = %spec.method, path = %spec.path, "401 with an OAuth2 token: retrying once with a new one");
             if let Some(used) = &bearer {
               self.invalidate(used).await;
             }
@@ -412,6 +446,10 @@ impl Transport {
           }
           let gateway = matches!(status.as_u16(), 502..=504);
           if gateway && spec.idempotent && replayable && attempt < self.tuning.max_retries {
+            tracing::debug!(
+              method = %spec.method, path = %spec.path, retry = attempt + 1, of = self.tuning.max_retries,
+              delay_ms = self.backoff(attempt).as_millis() as u64, reason = status.as_u16(), "retrying"
+            );
             tokio::time::sleep(self.backoff(attempt)).await;
             attempt += 1;
             continue;
@@ -489,10 +527,15 @@ impl Transport {
       };
       return self.timeout(spec, after);
     }
+    let text = chain(e);
+    let message = match super::tls::advice(&text) {
+      Some(advice) => advice,
+      None => text,
+    };
     Error::Transport {
       method: spec.method.to_string(),
       path: spec.path.clone(),
-      message: self.redact(&chain(e)),
+      message: self.redact(&message),
     }
   }
 
@@ -656,13 +699,16 @@ where
         Ok(Some(item)) => Some((item, Some(inner))),
         Ok(None) => None,
         Err(_) => Some((
-          Err(Error::Transport {
-            method: method.to_string(),
-            path,
-            message: format!(
-              "no data for {} s; the server stopped answering",
-              idle.as_secs_f64()
-            ),
+          Err({
+            tracing::debug!(%method, %path, idle_s = idle.as_secs_f64(), "stream idle timeout");
+            Error::Transport {
+              method: method.to_string(),
+              path,
+              message: format!(
+                "no data for {} s; the server stopped answering",
+                idle.as_secs_f64()
+              ),
+            }
           }),
           None,
         )),

@@ -111,15 +111,20 @@ pub async fn connect(transport: &Transport, spec: &Spec) -> Result<(WsSink, WsSo
     } else {
       Connector::Plain
     };
+    let began = std::time::Instant::now();
     let connecting = tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector));
     let outcome = match tokio::time::timeout(WS_HANDSHAKE_TIMEOUT, connecting).await {
       Err(_) => return Err(transport.timeout(spec, WS_HANDSHAKE_TIMEOUT)),
       Ok(outcome) => outcome,
     };
     match outcome {
-      Ok((socket, _)) => return Ok(socket.split()),
+      Ok((socket, _)) => {
+        tracing::debug!(method = %"GET", path = %spec.path, status = 101, ms = %crate::diag::ms(began), "websocket open");
+        return Ok(socket.split());
+      }
       Err(tungstenite::Error::Http(response)) => {
         let status = response.status().as_u16();
+        tracing::debug!(method = %"GET", path = %spec.path, status, ms = %crate::diag::ms(began), "websocket refused");
         if status == 401 && transport.uses_client_credentials() && !refreshed {
           if let Some(used) = &bearer {
             transport.invalidate(used).await;

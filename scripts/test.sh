@@ -89,6 +89,13 @@ fi
 suite "pytest (fake VM under the real boxlite wheel)" env BOXLITE_TEST_ROOTFS="$TEST_ROOTFS" \
   BOXLITE_FAKEVM_BIN="$FAKEVM_BIN" "$OFFICIAL_PYTHON" -m pytest \
   "$ROOT/python/testbed/tests/test_fakevm.py" -q -p no:cacheprovider -rs
+# The official Node SDK in local mode (its own runtime, unmodified) on the same fake VM.
+if [[ -n "${BOXLITE_RUNTIME_DIR:-}" ]]; then
+  suite "vitest official (Node SDK local mode on the fake VM)" env BOXLITE_TEST_ROOTFS="$TEST_ROOTFS" \
+    npx vitest run --project official -t "local mode on the fake VM"
+else
+  echo "-- skipped: the official Node SDK in local mode (the fake VM could not start; see above)"
+fi
 
 if ((${#failed[@]})); then
   echo

@@ -188,6 +188,14 @@ step_sizes() {
   printf '  %-44s %10s %10s\n' "package" "packed" "unpacked"
   for dir in npm/*/; do
     platform="$(basename "$dir")"
+    # A platform package without its addons would install and then fail to load (packed all the
+    # same, so that the other steps can run on a partial build).
+    # shellcheck disable=SC2016 # JavaScript template literal
+    if ! node -e 'const d = process.argv[1]; const m = require(require("path").resolve(d, "package.json"))
+      const missing = m.files.filter((f) => !require("fs").existsSync(require("path").join(d, f)))
+      if (missing.length) { console.error(`  FAIL ${d} lacks ${missing.join(", ")}`); process.exit(1) }' "$dir"; then
+      bad=1
+    fi
     sizes="$(pack "$dir" "$platform")" || {
       echo "  FAIL npm pack $dir" >&2
       bad=1
@@ -200,7 +208,7 @@ step_sizes() {
   # shellcheck disable=SC2086
   printf '  %-44s %10s %10s\n' "@sandbank.dev/boxlite" $sizes
   sizes="$(pack "$ROOT/__test__/core-standin" core)" || bad=1
-  if ((bad)); then record sizes FAIL "npm pack failed"; else record sizes ok "packages in ${PACKAGES#"$ROOT"/}"; fi
+  if ((bad)); then record sizes FAIL "a platform package lacks its addons, or npm pack failed"; else record sizes ok "packages in ${PACKAGES#"$ROOT"/}"; fi
 }
 
 # ---------------------------------------------------------------- test server

@@ -77,8 +77,10 @@ TEST_ROOTFS="$(setup_test_rootfs | tail -n 1)"
 FAKEVM_BIN="$(build_fakevm | tail -n 1)"
 FAKEVM_DIR="$(mktemp -d "${TMPDIR:-/tmp}/sandbank-fakevm.XXXXXX")"
 fakevm_env=""
+fakevm_started=""
 if fakevm_env="$("$OFFICIAL_PYTHON" "$ROOT/python/testbed/realpath/fakevm.py" "$FAKEVM_BIN" "$FAKEVM_DIR")"; then
   while IFS='=' read -r key value; do export "$key=$value"; done <<<"$fakevm_env"
+  fakevm_started=1
   stop_fakevm() {
     kill "$BOXLITE_FAKEVM_PID" 2>/dev/null
     for _ in $(seq 100); do kill -0 "$BOXLITE_FAKEVM_PID" 2>/dev/null || break; sleep 0.2; done
@@ -95,6 +97,17 @@ if [[ -n "${BOXLITE_RUNTIME_DIR:-}" ]]; then
     npx vitest run --project official -t "local mode on the fake VM"
 else
   echo "-- skipped: the official Node SDK in local mode (the fake VM could not start; see above)"
+fi
+
+# Local mode on the real wheel: the probe boots a box on the fake VM, so target real-sdk runs the
+# integration suites (conformance, terminal, process).
+if [[ -n "$fakevm_started" ]]; then
+  suite "vitest integration, local mode on the real boxlite wheel (fake VM)" env \
+    BOXLITE_TEST_TARGET=real-sdk BOXLITE_TEST_REQUIRE_VM=1 BOXLITE_TEST_MODES=local \
+    BOXLITE_TEST_PYTHON="$OFFICIAL_PYTHON" BOXLITE_TEST_ROOTFS="$TEST_ROOTFS" \
+    npx vitest run --project integration
+else
+  echo "-- skipped: suites on the real boxlite runtime (the fake VM could not start; reason above)"
 fi
 
 # ---- Official clients judging the real servers, when the test command started them above

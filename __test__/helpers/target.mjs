@@ -36,7 +36,7 @@
 // `node __test__/helpers/target.mjs [--json]` prints the resolution.
 
 import { execFile } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -200,4 +200,20 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     console.error(`error: ${e.message}`)
     process.exit(2)
   }
+}
+
+/**
+ * True when BOXLITE_RUNTIME_DIR holds the fake VM's boxlite-shim (crates/fakevm): the real
+ * runtime's boxes then run as host processes, without the features docs/testing.md lists as
+ * the fake VM's limits.
+ */
+export function fakeVmRuntime(env = process.env) {
+  for (const dir of (get(env, 'BOXLITE_RUNTIME_DIR') ?? '').split(':').filter(Boolean)) {
+    try {
+      if (readFileSync(path.join(dir, 'boxlite-shim')).subarray(0, 4096).includes('sandbank fake VM')) return true
+    } catch {
+      // not this directory
+    }
+  }
+  return false
 }

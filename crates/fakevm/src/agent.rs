@@ -739,6 +739,10 @@ impl boxlite_shared::Files for Agent {
     if first.dest_path.is_empty() {
       return Err(Status::invalid_argument("dest_path is required in first chunk"));
     }
+    eprintln!(
+      "boxlite-fakevm: box {}: upload to {:?} (source_is_dir {:?}, mkdir_parents {}, overwrite {})",
+      self.0.box_id, first.dest_path, first.source_is_dir, first.mkdir_parents, first.overwrite
+    );
     let root = self.0.rootfs()?;
     let dest = in_rootfs(&root, &first.dest_path)?;
     let force_directory = first.dest_path.ends_with('/');

@@ -115,6 +115,7 @@ def main(argv: list[str]) -> int:
     vm = FakeVm(binary, workdir, Path(argv[2]) if len(argv) == 3 else None).start()
     print(f"BOXLITE_RUNTIME_DIR={vm.runtime_dir}")
     print(f"BOXLITE_FAKEVM_PID={vm.proc.pid}")
+    print(f"BOXLITE_FAKEVM_SOCKET={vm.socket}")
     # The daemon keeps running after this launcher exits; its stdout is no longer read.
     return 0
 

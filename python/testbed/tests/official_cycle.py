@@ -57,7 +57,7 @@ async def full_cycle(rt, options: Any, name: str, tmp_path: Path, *, stdin: bool
         await got.copy_in(str(f), "/root/in.txt")
         await got.copy_in(str(d), "/root/tree")
         out, _, _ = await run(got, "cat /root/in.txt; echo; find /root/tree -type f | sort")
-        assert out == "file content\n/root/tree/a\n/root/tree/sub/b\n"
+        assert out == "file content\n/root/tree/a\n/root/tree/sub/b\n", out
         if copy_out_into_dir:
             dest = tmp_path / "out"
             dest.mkdir()

@@ -35,9 +35,30 @@ const RTLD_NODELETE = process.platform === 'darwin' ? 0x80 : 0x1000
 /** How long the interpreter may take to answer the probe. */
 const PROBE_TIMEOUT_MS = 30_000
 
+/** The oldest boxlite SDK local mode supports (as the addon's own check). */
+const MIN_SDK = [0, 10, 0]
+
+// Also locates the SDK without importing it, so an interpreter that cannot run local mode is
+// refused before its libpython is loaded: a loaded libpython commits the process to it.
 const PROBE_SCRIPT = `
 import json, sys, sysconfig as s
+sdk_origin = sdk_error = sdk_version = None
+try:
+  import importlib.util
+  spec = importlib.util.find_spec("boxlite")
+  if spec is None:
+    sdk_error = "ModuleNotFoundError: No module named 'boxlite'"
+  else:
+    sdk_origin = spec.origin or "namespace package"
+except Exception as e:
+  sdk_error = f"{type(e).__name__}: {e}"
+try:
+  from importlib.metadata import version
+  sdk_version = version("boxlite")
+except Exception:
+  pass
 print(json.dumps({
+  "sdk_origin": sdk_origin, "sdk_error": sdk_error, "sdk_version": sdk_version,
   "executable": sys.executable, "version": list(sys.version_info[:3]),
   "prefix": sys.prefix, "base_prefix": sys.base_prefix, "sys_path": sys.path[1:],
   "libdir": s.get_config_var("LIBDIR"), "instsoname": s.get_config_var("INSTSONAME"),
@@ -79,7 +100,14 @@ function probePython(pythonPath = 'python3') {
   try {
     raw = JSON.parse(line ?? '')
   } catch (err) {
-    throw environmentError(`'${pythonPath}' did not answer like CPython: ${out.trim()}`, err)
+    const said = out.trim()
+      ? `it printed ${JSON.stringify(out.trim().slice(0, 300))} (${err.message})`
+      : 'it exited successfully without printing anything'
+    throw environmentError(
+      `'${pythonPath}' did not answer like CPython: ${said}. config.pythonPath must name a Python ` +
+        `${MIN_PYTHON.join('.')}+ interpreter that has the boxlite package (e.g. a venv's bin/python)`,
+      err,
+    )
   }
   return {
     executable: raw.executable,
@@ -91,6 +119,40 @@ function probePython(pythonPath = 'python3') {
     instsoname: raw.instsoname,
     ldlibrary: raw.ldlibrary,
     shared: raw.shared,
+    sdkOrigin: raw.sdk_origin ?? null,
+    sdkError: raw.sdk_error ?? null,
+    sdkVersion: raw.sdk_version ?? null,
+  }
+}
+
+/** `'0.10.8rc1'` → `[0, 10, 8]`. */
+function versionTuple(text) {
+  return String(text)
+    .split('.')
+    .slice(0, 3)
+    .map((part) => Number.parseInt(part, 10) || 0)
+}
+
+function olderThan(a, b) {
+  for (let i = 0; i < 3; i++) {
+    if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) < (b[i] ?? 0)
+  }
+  return false
+}
+
+/** Refuses an interpreter without a recent enough boxlite SDK, in the addon's own words. */
+function requireSdk(pythonPath, probe) {
+  if (!probe.sdkOrigin) {
+    throw environmentError(
+      `the boxlite Python SDK is not importable from ${pythonPath} (${probe.sdkError ?? 'not found'}); ` +
+        `install it into that interpreter: ${pythonPath} -m pip install boxlite`,
+    )
+  }
+  if (probe.sdkVersion && olderThan(versionTuple(probe.sdkVersion), MIN_SDK)) {
+    throw environmentError(
+      `the boxlite Python SDK ${probe.sdkVersion} at ${pythonPath} is too old; local mode needs boxlite >= ` +
+        `${MIN_SDK.join('.')}: ${pythonPath} -m pip install -U boxlite`,
+    )
   }
 }
 
@@ -132,6 +194,8 @@ function preloadPython(pythonPath = 'python3') {
   if (loaded && loaded.pythonPath === pythonPath) return loaded
   const probe = probePython(pythonPath)
   const libpython = libpythonOf(pythonPath, probe)
+  // Before anything is loaded: a refused interpreter must not commit the process.
+  requireSdk(pythonPath, probe)
   const info = {
     pythonPath,
     libpython,

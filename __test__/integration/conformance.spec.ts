@@ -116,6 +116,13 @@ for (const mode of modes) {
       expect((await sandbox.exec('exit 42')).exitCode).toBe(42)
     })
 
+    test('a missing cwd resolves with exit code 2 and a message naming the directory', async () => {
+      const result = await sandbox.exec('echo never', { cwd: '/no/such/dir-xyz' })
+      expect(result.exitCode).toBe(2)
+      expect(result.stdout).toBe('')
+      expect(result.stderr).toContain('/no/such/dir-xyz')
+    })
+
     test('exec honours cwd', async () => {
       expect((await sandbox.exec('pwd', { cwd: '/tmp' })).stdout.trim()).toBe('/tmp')
       await sandbox.exec("mkdir -p '/root/dir with space'")
@@ -241,6 +248,13 @@ for (const mode of modes) {
       expect(new Uint8Array(await sandbox.readFile('/tmp/conf/tmpfile.bin'))).toEqual(data)
     })
 
+    test('a path is normalised once: /root/../tmp/x is /tmp/x for writeFile, readFile and exec', async () => {
+      await sandbox.writeFile('/root/../tmp/conf-dots/x', 'dotted\n')
+      expect(decoder.decode(await sandbox.readFile('/root/../tmp/conf-dots/x'))).toBe('dotted\n')
+      expect(decoder.decode(await sandbox.readFile('/tmp/./conf-dots//x'))).toBe('dotted\n')
+      expect((await sandbox.exec('cat /tmp/conf-dots/x')).stdout).toBe('dotted\n')
+    })
+
     test('readFile of a missing path rejects clearly', async () => {
       const err: any = await sandbox.readFile('/root/does-not-exist.txt').catch((e) => e)
       expect(err).toBeInstanceOf(ProviderError)
@@ -335,6 +349,17 @@ for (const mode of modes) {
       expect(err).toBeInstanceOf(SandboxNotFoundError)
       expect(err.provider).toBe('boxlite')
       expect(err.sandboxId).toBe('no-such-box-0000')
+    })
+
+    test('ids that cannot name a box are not found, and destroying them resolves', async () => {
+      for (const id of ['', '.', '..', '../boxes', 'a/b']) {
+        const err: any = await provider.get(id).catch((e) => e)
+        expect(err, JSON.stringify(id)).toBeInstanceOf(SandboxNotFoundError)
+        expect(err.sandboxId).toBe(id)
+        await provider.destroy(id)
+      }
+      // Nothing reached another URL: the sandbox is still there.
+      expect((await provider.get(sandbox.id)).state).toBe('running')
     })
 
     test('getSandbox returns the running sandbox', async () => {

@@ -1,6 +1,6 @@
 // Local mode inside a real Node process (issue 4): the embedded interpreter never keeps Node
 // alive, with or without dispose(), and never takes Node's SIGINT.
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -21,11 +21,16 @@ afterAll(async () => {
 })
 
 /** Runs an ESM script in a fresh Node; resolves with its exit code, signal and output. */
-function runNode(script: string, onStdout?: (text: string, child: ReturnType<typeof spawn>) => void) {
+function runNode(
+  script: string,
+  onStdout?: (text: string, child: ReturnType<typeof spawn>) => void,
+  env: Record<string, string> = {},
+) {
   return new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>(
     (resolve, reject) => {
       const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
         cwd: repoRoot,
+        env: { ...process.env, ...env },
         stdio: ['ignore', 'pipe', 'pipe'],
       })
       let stdout = ''
@@ -96,5 +101,53 @@ await sandbox.exec('sleep 30')`,
     )
     expect(result.stdout).toContain('node got SIGINT')
     expect(result.code).toBe(7)
+  })
+
+  test('a refused interpreter does not commit the process: a correct pythonPath still works after it', async () => {
+    const venv = join(home, 'empty-venv')
+    const made = spawnSync(target.python, ['-m', 'venv', '--without-pip', venv])
+    expect(made.status).toBe(0)
+    const result = await runNode(`
+import { BoxLiteAdapter } from './index.js'
+const tryList = async (pythonPath, boxliteHome) => {
+  const adapter = new BoxLiteAdapter({ mode: 'local', pythonPath, boxliteHome })
+  try { return 'ok ' + (await adapter.listSandboxes()).length } catch (err) { return err.message } finally { await adapter.dispose() }
+}
+console.log(JSON.stringify([
+  await tryList('/bin/true', ${JSON.stringify(join(home, 'd1'))}),
+  await tryList(${JSON.stringify(join(venv, 'bin', 'python'))}, ${JSON.stringify(join(home, 'd2'))}),
+  await tryList(${JSON.stringify(target.python)}, ${JSON.stringify(join(home, 'd3'))}),
+]))`)
+    const [bare, noSdk, good] = JSON.parse(result.stdout.trim().split('\n').pop() ?? '[]')
+    expect(bare).toMatch(/did not answer like CPython: it exited successfully without printing anything\..*bin\/python\)$/)
+    expect(noSdk).toContain('the boxlite Python SDK is not importable from')
+    expect(noSdk).toContain('-m pip install boxlite')
+    expect(good).toBe('ok 0')
+  })
+
+  test('createSandbox rejects at its deadline while the box still boots, and leaves no box', async () => {
+    const boxHome = join(home, 'deadline')
+    // The simulator's boots take 5 s; the create allows 1 s.
+    const result = await runNode(
+      `
+import { BoxLiteAdapter } from './index.js'
+const config = { mode: 'local', pythonPath: ${JSON.stringify(target.python)}, boxliteHome: ${JSON.stringify(boxHome)} }
+const adapter = new BoxLiteAdapter(config)
+const started = Date.now()
+const message = await adapter.createSandbox({ image: ${JSON.stringify(target.image ?? 'ubuntu:24.04')}, timeout: 1 }).then(
+  () => 'created', (err) => err.message)
+const took = Date.now() - started
+await adapter.dispose()
+const again = new BoxLiteAdapter(config)
+const left = (await again.listSandboxes()).length
+await again.dispose()
+console.log(JSON.stringify({ message, took, left }))`,
+      undefined,
+      { BOXLITE_SIM_BOOT_DELAY: '5' },
+    )
+    const { message, took, left } = JSON.parse(result.stdout.trim().split('\n').pop() ?? '{}')
+    expect(message).toMatch(/^Provider error: Sandbox failed to start within 1s \(status: /)
+    expect(took).toBeLessThan(2500)
+    expect(left).toBe(0)
   })
 })

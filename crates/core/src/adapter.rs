@@ -22,7 +22,13 @@ pub struct Adapter {
   pub(crate) polling: Polling,
   /// The terminal servers `startTerminal` opened (closed by `dispose`).
   pub(crate) terminals: crate::terminal::Terminals,
+  /// Deletions of boxes whose create ran out of time while a request was in flight; `dispose`
+  /// waits for them (bounded).
+  pub(crate) cleanups: tokio_util::task::TaskTracker,
 }
+
+/// How long `dispose` waits for pending deletions of abandoned boxes.
+const CLEANUP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Adapter {
   /// Never fails and does no I/O; an unusable config is reported by the first operation.
@@ -33,6 +39,7 @@ impl Adapter {
       ports: Mutex::default(),
       polling: Polling::default(),
       terminals: Default::default(),
+      cleanups: tokio_util::task::TaskTracker::new(),
     }
   }
 
@@ -46,7 +53,7 @@ impl Adapter {
       },
       ..Adapter::new(raw_config)
     };
-    let _ = adapter.client.set(client);
+    let _ = adapter.client.set(Arc::new(crate::ids::Checked(client)));
     adapter
   }
 
@@ -55,7 +62,8 @@ impl Adapter {
     if let Some(client) = self.client.get() {
       return Ok(client.clone());
     }
-    let built = build_client(self.config()?)?;
+    // Every id is checked once here, for both modes and for getClient().
+    let built: Arc<dyn BoxClient> = Arc::new(crate::ids::Checked(build_client(self.config()?)?));
     // Two first calls may race; both built clients do no I/O, and the first one stored wins.
     Ok(self.client.get_or_init(|| built).clone())
   }
@@ -72,10 +80,12 @@ impl Adapter {
     })
   }
 
-  /// Closes every terminal server, then releases the client's resources if one was built;
+  /// Closes every terminal server, waits for pending box deletions, then releases the client's resources if one was built;
   /// idempotent.
   pub async fn dispose(&self) -> Result<()> {
     self.terminals.close_all().await;
+    self.cleanups.close();
+    let _ = tokio::time::timeout(CLEANUP_WAIT, self.cleanups.wait()).await;
     match self.client.get() {
       Some(client) => client.dispose().await,
       None => Ok(()),

@@ -111,6 +111,33 @@ pub struct ExecRequest {
   pub tty: Option<bool>,
 }
 
+/// Enters `$1`, then runs the rest of argv; a directory that cannot be entered ends the command
+/// with exit status 2 and the shell's message on stderr. The directory is an argument, never
+/// interpolated into the script.
+const CWD_SCRIPT: &str = r#"cd -- "$1" || exit 2; shift; exec "$@""#;
+
+impl ExecRequest {
+  /// The argv that runs `cmd` in `working_dir`: every mode enters the directory this same way
+  /// (some servers ignore `working_dir`, and the SDKs fail differently for a missing one), so a
+  /// missing directory behaves the same everywhere (docs/behaviour.md).
+  pub fn effective_argv(&self) -> Vec<String> {
+    match self.working_dir.as_deref().filter(|d| !d.is_empty()) {
+      None => self.cmd.clone(),
+      Some(dir) => {
+        let mut argv = vec![
+          "sh".to_string(),
+          "-c".into(),
+          CWD_SCRIPT.into(),
+          "sh".into(),
+          dir.to_string(),
+        ];
+        argv.extend(self.cmd.iter().cloned());
+        argv
+      }
+    }
+  }
+}
+
 /// Result of a completed exec, as the original client returned it (`exitCode` in camelCase).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecOutput {

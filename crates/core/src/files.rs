@@ -34,7 +34,10 @@ pub fn on_tmpfs(path: &str) -> bool {
     .any(|mount| path == *mount || path.strip_prefix(mount).is_some_and(|rest| rest.starts_with('/')))
 }
 
-/// Checks that `path` is absolute and returns it without trailing slashes (except `/`).
+/// Checks that `path` is absolute and returns it normalised: `.` and empty segments dropped,
+/// `..` resolved lexically (never above `/`), no trailing slash (except `/`). Every mode and
+/// every route (file API or exec) sees this one form, so `/root/../tmp/x` is `/tmp/x` wherever
+/// it goes.
 pub fn absolute_path(argument: &str, path: &str) -> Result<String> {
   if !path.starts_with('/') {
     return Err(Error::InvalidArgument {
@@ -48,12 +51,17 @@ pub fn absolute_path(argument: &str, path: &str) -> Result<String> {
       problem: "must not contain NUL bytes".into(),
     });
   }
-  let trimmed = path.trim_end_matches('/');
-  Ok(if trimmed.is_empty() {
-    "/".to_string()
-  } else {
-    trimmed.to_string()
-  })
+  let mut segments: Vec<&str> = Vec::new();
+  for segment in path.split('/') {
+    match segment {
+      "" | "." => {}
+      ".." => {
+        segments.pop();
+      }
+      name => segments.push(name),
+    }
+  }
+  Ok(format!("/{}", segments.join("/")))
 }
 
 /// `(parent directory, file name)` of an absolute file path.
@@ -400,6 +408,10 @@ mod tests {
     assert_eq!(absolute_path("destDir", "/a/b/").unwrap(), "/a/b");
     assert_eq!(absolute_path("destDir", "/").unwrap(), "/");
     assert_eq!(absolute_path("destDir", "///").unwrap(), "/");
+    assert_eq!(absolute_path("path", "/root/../tmp/x").unwrap(), "/tmp/x");
+    assert_eq!(absolute_path("path", "/a/./b//c/").unwrap(), "/a/b/c");
+    assert_eq!(absolute_path("path", "/../../etc").unwrap(), "/etc");
+    assert!(on_tmpfs(&absolute_path("path", "/root/../tmp/x").unwrap()));
     let err = absolute_path("path", "relative.txt").unwrap_err();
     assert_eq!(
       err.to_string(),

@@ -9,6 +9,7 @@ pub mod config;
 pub mod diag;
 pub mod error;
 pub mod files;
+pub mod ids;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod rest;

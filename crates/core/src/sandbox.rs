@@ -4,6 +4,7 @@
 //! File transfer lives in `files.rs`.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -230,6 +231,80 @@ pub fn exec_request(command: &str, options: &ExecOptions) -> Result<ExecRequest>
   })
 }
 
+/// How far a create got, shared between the create task and the caller that may give up on it.
+#[derive(Debug)]
+struct Progress {
+  id: Option<String>,
+  /// The last status seen, for the timeout message.
+  status: String,
+  /// The caller's deadline passed: the task stops at the next step and the box is deleted.
+  abandoned: bool,
+}
+
+impl Default for Progress {
+  fn default() -> Self {
+    Progress {
+      id: None,
+      status: "creating".into(),
+      abandoned: false,
+    }
+  }
+}
+
+/// Creates the box, starts it and polls until it runs, failed, or the deadline passed; returns
+/// whether it runs and the last record.
+async fn create_and_start(
+  client: Arc<dyn BoxClient>,
+  params: CreateBoxParams,
+  polling: Polling,
+  deadline: Instant,
+  progress: Arc<Mutex<Progress>>,
+) -> Result<(bool, BoxRecord)> {
+  let began = std::time::Instant::now();
+  let created = client.create_box(params).await?;
+  let id = created.id.clone();
+  tracing::debug!(box_id = %id, state = %created.status, ms = %crate::diag::ms(began), "box created");
+  {
+    let mut progress = progress.lock().expect("progress lock");
+    progress.id = Some(id.clone());
+    progress.status = created.status.clone();
+    if progress.abandoned {
+      return Ok((false, created));
+    }
+  }
+  if matches!(created.status.as_str(), "configured" | "stopped") {
+    client.start_box(&id).await?;
+  }
+  if progress.lock().expect("progress lock").abandoned {
+    return Ok((false, created));
+  }
+  poll_until(client.as_ref(), &id, polling, deadline, |s| s == "running").await
+}
+
+/// Deletes the box of a create the caller gave up on: at once when its id is known, otherwise
+/// once the create request answers; again after a start in flight settles, if the first
+/// delete was refused meanwhile.
+async fn delete_abandoned(
+  client: Arc<dyn BoxClient>,
+  work: tokio::task::JoinHandle<Result<(bool, BoxRecord)>>,
+  progress: Arc<Mutex<Progress>>,
+) {
+  let known = progress.lock().expect("progress lock").id.clone();
+  if let Some(id) = &known {
+    match client.delete_box(id, true).await {
+      Ok(()) => return,
+      Err(e) if e.code() == "not_found" => return,
+      Err(_) => {}
+    }
+  }
+  // Bounded: the requests in flight have their own timeouts; this is the backstop.
+  let _ = tokio::time::timeout(STATE_CHANGE_TIMEOUT, work).await;
+  let id = progress.lock().expect("progress lock").id.clone();
+  if let Some(id) = id {
+    let _ = client.delete_box(&id, true).await;
+  }
+}
+
 /// Polls `get_box` until `done(status)` or the deadline; returns the last record either way.
 async fn poll_until(
   client: &dyn BoxClient,
@@ -277,42 +352,60 @@ impl Adapter {
     };
     let client = self.client()?;
     let deadline = Instant::now() + Duration::from_secs_f64(timeout_secs);
+    // Create, start and polling run in a task of their own, so that the deadline holds even
+    // while a create or start request is in flight, and the box such a request yields can
+    // still be deleted after the caller got its error.
     let began = std::time::Instant::now();
-    let created = client.create_box(params).await?;
-    let id = created.id.clone();
-    tracing::debug!(box_id = %id, state = %created.status, ms = %crate::diag::ms(began), "box created");
-    if let Some(ports) = &config.ports {
-      self.record_ports(&id, ports);
-    }
-    let started = async {
-      if matches!(created.status.as_str(), "configured" | "stopped") {
-        client.start_box(&id).await?;
+    let progress = Arc::new(Mutex::new(Progress::default()));
+    let mut work = tokio::spawn(create_and_start(
+      client.clone(),
+      params,
+      self.polling,
+      deadline,
+      progress.clone(),
+    ));
+    let outcome = match tokio::time::timeout_at(deadline, &mut work).await {
+      Ok(joined) => joined.unwrap_or_else(|e| Err(Error::Internal(format!("the create task failed: {e}")))),
+      Err(_) => {
+        let status = {
+          let mut progress = progress.lock().expect("progress lock");
+          progress.abandoned = true;
+          progress.status.clone()
+        };
+        tracing::debug!(state = %status, "create deadline passed with a request in flight; deleting the box");
+        self.cleanups.spawn(delete_abandoned(client, work, progress));
+        return Err(Error::StartTimeout {
+          seconds: timeout_secs.ceil() as u64,
+          status,
+        });
       }
-      let (running, record) =
-        poll_until(client.as_ref(), &id, self.polling, deadline, |s| s == "running").await?;
-      if running {
-        return Ok(record);
-      }
-      let status = match &record.error_message {
-        Some(message) => format!("{}: {message}", record.status),
-        None => record.status.clone(),
-      };
-      Err(Error::StartTimeout {
-        seconds: timeout_secs.ceil() as u64,
-        status,
-      })
-    }
-    .await;
-    match started {
-      Ok(record) => {
-        tracing::debug!(box_id = %id, ms = %crate::diag::ms(began), "sandbox ready");
+    };
+    match outcome {
+      Ok((true, record)) => {
+        if let Some(ports) = &config.ports {
+          self.record_ports(&record.id, ports);
+        }
+        tracing::debug!(box_id = %record.id, ms = %crate::diag::ms(began), "sandbox ready");
         Ok(SandboxInfo::from(&record))
       }
-      Err(error) => {
-        tracing::debug!(box_id = %id, error = %error, "sandbox did not start; deleting the box");
+      Ok((false, record)) => {
+        tracing::debug!(box_id = %record.id, state = %record.status, "sandbox did not start; deleting the box");
         // Best effort: the original error is what the user needs to see.
-        let _ = client.delete_box(&id, true).await;
-        self.forget_ports(&id);
+        let _ = client.delete_box(&record.id, true).await;
+        let status = match &record.error_message {
+          Some(message) => format!("{}: {message}", record.status),
+          None => record.status.clone(),
+        };
+        Err(Error::StartTimeout {
+          seconds: timeout_secs.ceil() as u64,
+          status,
+        })
+      }
+      Err(error) => {
+        let id = progress.lock().expect("progress lock").id.clone();
+        if let Some(id) = id {
+          let _ = client.delete_box(&id, true).await;
+        }
         Err(error)
       }
     }
@@ -645,6 +738,53 @@ mod tests {
   }
 
   #[tokio::test]
+  async fn create_deadline_holds_while_the_start_request_is_in_flight_and_the_box_is_deleted() {
+    let (adapter, client) = adapter_with(FakeClient::new().slow_start(Duration::from_secs(3)));
+    let started = Instant::now();
+    let err = adapter
+      .create_sandbox(&config(json!({"timeout": 0.3})))
+      .await
+      .unwrap_err();
+    assert!(
+      started.elapsed() < Duration::from_millis(1500),
+      "{:?}",
+      started.elapsed()
+    );
+    assert_eq!(
+      err.to_string(),
+      "Sandbox failed to start within 1s (status: configured)"
+    );
+    adapter.dispose().await.unwrap();
+    assert!(client.box_ids().is_empty(), "{:?}", client.box_ids());
+  }
+
+  #[tokio::test]
+  async fn create_deadline_holds_while_the_create_request_is_in_flight_and_the_box_is_deleted_later() {
+    let (adapter, client) = adapter_with(FakeClient::new().slow_create(Duration::from_secs(2)));
+    let started = Instant::now();
+    let err = adapter
+      .create_sandbox(&config(json!({"timeout": 0.3})))
+      .await
+      .unwrap_err();
+    assert!(
+      started.elapsed() < Duration::from_millis(1500),
+      "{:?}",
+      started.elapsed()
+    );
+    assert_eq!(err.code(), "start_timeout");
+    assert!(err.to_string().ends_with("(status: creating)"), "{err}");
+    // dispose waits for the create to answer and its box to be deleted.
+    adapter.dispose().await.unwrap();
+    assert_eq!(client.calls_of("create_box"), 1);
+    assert_eq!(
+      client.calls_of("start_box"),
+      0,
+      "an abandoned create is not started"
+    );
+    assert!(client.box_ids().is_empty(), "{:?}", client.box_ids());
+  }
+
+  #[tokio::test]
   async fn create_stops_waiting_when_the_box_failed() {
     let (adapter, client) = adapter_with(FakeClient::new().fail_boot("image pull failed"));
     let started = Instant::now();
@@ -667,6 +807,25 @@ mod tests {
     adapter.destroy_sandbox(&info.id).await.unwrap();
     adapter.destroy_sandbox(&info.id).await.unwrap();
     adapter.destroy_sandbox("never-existed").await.unwrap();
+  }
+
+  #[tokio::test]
+  async fn impossible_ids_are_not_found_without_any_request() {
+    let (adapter, client) = adapter_with(FakeClient::new());
+    for id in ["", ".", "..", "a/../b"] {
+      let err = adapter.get_sandbox(id).await.unwrap_err();
+      assert_eq!(err.code(), "not_found", "{id:?}");
+      adapter.destroy_sandbox(id).await.unwrap();
+      let err = adapter
+        .exec(id, "true", &ExecOptions::default())
+        .await
+        .unwrap_err();
+      assert_eq!(err.code(), "not_found", "{id:?}");
+    }
+    assert_eq!(
+      client.calls_of("get_box") + client.calls_of("delete_box(force)"),
+      0
+    );
   }
 
   #[tokio::test]

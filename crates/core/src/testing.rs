@@ -29,6 +29,9 @@ pub struct FakeClient {
   state: Mutex<State>,
   boot_polls: u32,
   fail_boot: Option<String>,
+  /// How long a create or start request takes (a server that boots synchronously).
+  create_delay: std::time::Duration,
+  start_delay: std::time::Duration,
 }
 
 impl FakeClient {
@@ -37,7 +40,21 @@ impl FakeClient {
       state: Mutex::default(),
       boot_polls: 0,
       fail_boot: None,
+      create_delay: std::time::Duration::ZERO,
+      start_delay: std::time::Duration::ZERO,
     }
+  }
+
+  /// `create_box` answers only after `delay`.
+  pub fn slow_create(mut self, delay: std::time::Duration) -> Self {
+    self.create_delay = delay;
+    self
+  }
+
+  /// `start_box` answers only after `delay`.
+  pub fn slow_start(mut self, delay: std::time::Duration) -> Self {
+    self.start_delay = delay;
+    self
   }
 
   /// A started box needs this many `get_box` calls before it runs (`u32::MAX`: never).
@@ -98,6 +115,7 @@ impl FakeClient {
 #[async_trait]
 impl BoxClient for FakeClient {
   async fn create_box(&self, params: CreateBoxParams) -> Result<BoxRecord> {
+    tokio::time::sleep(self.create_delay).await;
     let mut state = self.state.lock().unwrap();
     state.calls.push("create_box".into());
     state.next_id += 1;
@@ -160,6 +178,7 @@ impl BoxClient for FakeClient {
   }
 
   async fn start_box(&self, box_id: &str) -> Result<()> {
+    tokio::time::sleep(self.start_delay).await;
     let fail = self.fail_boot.clone();
     let polls = self.boot_polls;
     self.with_box("start_box", box_id, |b| {

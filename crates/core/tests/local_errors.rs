@@ -1,6 +1,7 @@
 //! Environment errors of local mode, each with what to do about it: a pythonPath that does not
 //! exist or is not Python, a Python without a shared libpython, one too old, a venv without the
-//! SDK (this binary's interpreter is that venv's), a second interpreter in the same process.
+//! SDK (refused before it is embedded, so a correct interpreter still works afterwards), a second
+//! interpreter in the same process.
 //! Run: cargo test -p boxlite-core --features local --test local_errors
 
 mod local_common;
@@ -50,6 +51,12 @@ fn main() {
     }),
     ("venv_without_boxlite_says_pip_install", || {
       Box::pin(venv_without_boxlite_says_pip_install())
+    }),
+    ("a_program_that_prints_nothing_gets_a_complete_message", || {
+      Box::pin(a_program_that_prints_nothing_gets_a_complete_message())
+    }),
+    ("a_refused_interpreter_does_not_commit_the_process", || {
+      Box::pin(a_refused_interpreter_does_not_commit_the_process())
     }),
     ("second_interpreter_in_one_process_is_refused", || {
       Box::pin(second_interpreter_in_one_process_is_refused())
@@ -127,8 +134,46 @@ async fn venv_without_boxlite_says_pip_install() -> Result<(), String> {
   Ok(())
 }
 
+async fn a_program_that_prints_nothing_gets_a_complete_message() -> Result<(), String> {
+  let err = first_error("/bin/true").await;
+  let text = err.to_string();
+  check!(err.code() == "environment", "{err}");
+  check!(
+    text.contains("did not answer like CPython: it exited successfully without printing anything")
+      && text.ends_with("(e.g. a venv's bin/python)"),
+    "{text}"
+  );
+  Ok(())
+}
+
+/// The SDK simulator's venv (python/testbed/.venv), made by scripts/setup.sh.
+fn sdk_python() -> String {
+  std::env::var("BOXLITE_TEST_SDK_PYTHON").unwrap_or_else(|_| {
+    repo_root()
+      .join("python/testbed/.venv/bin/python")
+      .to_string_lossy()
+      .into_owned()
+  })
+}
+
+async fn a_refused_interpreter_does_not_commit_the_process() -> Result<(), String> {
+  // Every earlier test was refused; a venv without the SDK was among them.
+  let config = LocalConfig {
+    python_path: sdk_python(),
+    boxlite_home: Some(temp_home("ok")),
+  };
+  let client = boxlite_core::local::connect(&config).expect("connect does no I/O");
+  let boxes = client
+    .list_boxes(None, None)
+    .await
+    .or_fail("list with the SDK's venv")?;
+  check!(boxes.is_empty(), "a fresh home has no boxes: {boxes:?}");
+  client.dispose().await.or_fail("dispose")?;
+  Ok(())
+}
+
 async fn second_interpreter_in_one_process_is_refused() -> Result<(), String> {
-  // The previous test started this process's interpreter from another venv.
+  // The previous test started this process's interpreter from the SDK's venv.
   let other = empty_venv()?;
   let err = first_error(&other).await;
   check!(

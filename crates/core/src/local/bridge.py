@@ -20,6 +20,7 @@ import traceback
 sdk = None
 sdk_import_error = None
 
+# The oldest SDK local mode supports; set from the Rust side's constant by `setup`.
 MIN_SDK = (0, 10, 0)
 
 _loop = None
@@ -64,8 +65,9 @@ class EnvironmentProblem(Exception):
 
 def setup(take_jobs, wake_fd, python_path, probe_json):
     """Called once on the loop thread before `run_forever`; returns the environment facts."""
-    global _loop, _take_jobs, _wake_fd
+    global _loop, _take_jobs, _wake_fd, MIN_SDK
     probe = json.loads(probe_json)
+    MIN_SDK = tuple(probe.get("min_sdk") or MIN_SDK)
     _honour_environment(python_path, probe)
     _import_sdk(python_path)
     _loop = asyncio.new_event_loop()

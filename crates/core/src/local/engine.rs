@@ -27,6 +27,8 @@ use crate::error::{Error, Result};
 
 /// The oldest CPython local mode supports (the SDK's wheels start there too).
 pub const MIN_PYTHON: (u32, u32) = (3, 10);
+/// The oldest boxlite SDK local mode supports.
+pub const MIN_SDK: (u32, u32, u32) = (0, 10, 0);
 
 const BRIDGE_SOURCE: &str = include_str!("bridge.py");
 
@@ -42,11 +44,39 @@ pub struct Probe {
   pub instsoname: Option<String>,
   pub ldlibrary: Option<String>,
   pub shared: Option<i64>,
+  /// Where `import boxlite` would load the SDK from, as the interpreter resolves it.
+  #[serde(default)]
+  pub sdk_origin: Option<String>,
+  /// Why the SDK cannot be found (`find_spec` failing or finding nothing).
+  #[serde(default)]
+  pub sdk_error: Option<String>,
+  /// The installed distribution's version, when it has metadata.
+  #[serde(default)]
+  pub sdk_version: Option<String>,
 }
 
+/// Also locates the SDK (without importing it: cheap, and no side effects), so an interpreter
+/// that cannot run local mode is refused before it is embedded — an embedded interpreter cannot
+/// be unloaded, and refusing it later would leave the process committed to it.
 const PROBE_SCRIPT: &str = r#"
 import json, sys, sysconfig as s
+sdk_origin = sdk_error = sdk_version = None
+try:
+  import importlib.util
+  spec = importlib.util.find_spec("boxlite")
+  if spec is None:
+    sdk_error = "ModuleNotFoundError: No module named 'boxlite'"
+  else:
+    sdk_origin = spec.origin or "namespace package"
+except Exception as e:
+  sdk_error = f"{type(e).__name__}: {e}"
+try:
+  from importlib.metadata import version
+  sdk_version = version("boxlite")
+except Exception:
+  pass
 print(json.dumps({
+  "sdk_origin": sdk_origin, "sdk_error": sdk_error, "sdk_version": sdk_version,
   "executable": sys.executable, "version": list(sys.version_info[:3]),
   "prefix": sys.prefix, "base_prefix": sys.base_prefix, "sys_path": sys.path[1:],
   "libdir": s.get_config_var("LIBDIR"), "instsoname": s.get_config_var("INSTSONAME"),
@@ -88,14 +118,53 @@ pub fn probe(python_path: &str) -> Result<Probe> {
     .find(|l| l.trim_start().starts_with('{'))
     .unwrap_or("");
   serde_json::from_str(line).map_err(|e| Error::Environment {
-    message: format!(
-      "'{python_path}' did not answer like CPython ({e}): {}",
-      text.trim()
-    ),
+    message: not_cpython(python_path, &text, &e.to_string()),
   })
 }
 
+/// Why a probe answer was refused, complete even when the program printed nothing.
+fn not_cpython(python_path: &str, stdout: &str, parse_error: &str) -> String {
+  let said = stdout.trim();
+  let said = if said.is_empty() {
+    "it exited successfully without printing anything".to_string()
+  } else {
+    let cut: String = said.chars().take(300).collect();
+    format!("it printed {cut:?} ({parse_error})")
+  };
+  format!(
+    "'{python_path}' did not answer like CPython: {said}. config.pythonPath must name a Python {}.{}+ \
+     interpreter that has the boxlite package (e.g. a venv's bin/python)",
+    MIN_PYTHON.0, MIN_PYTHON.1
+  )
+}
+
 impl Probe {
+  /// Refuses an interpreter that cannot import a recent enough boxlite SDK (the same words as
+  /// the bridge's own check after import).
+  pub fn require_sdk(&self, python_path: &str) -> Result<()> {
+    if self.sdk_origin.is_none() {
+      let why = self.sdk_error.as_deref().unwrap_or("not found");
+      return Err(Error::Environment {
+        message: format!(
+          "the boxlite Python SDK is not importable from {python_path} ({why}); install it into that \
+           interpreter: {python_path} -m pip install boxlite"
+        ),
+      });
+    }
+    if let Some(version) = &self.sdk_version {
+      if version_tuple(version) < MIN_SDK {
+        return Err(Error::Environment {
+          message: format!(
+            "the boxlite Python SDK {version} at {python_path} is too old; local mode needs boxlite >= {}.{}.{}: \
+             {python_path} -m pip install -U boxlite",
+            MIN_SDK.0, MIN_SDK.1, MIN_SDK.2
+          ),
+        });
+      }
+    }
+    Ok(())
+  }
+
   /// The shared libpython to embed, or why this interpreter cannot be embedded.
   pub fn libpython(&self, python_path: &str) -> Result<PathBuf> {
     let (major, minor, micro) = self.version;
@@ -136,6 +205,22 @@ impl Probe {
     // Let the dynamic loader search its usual places (e.g. a distribution's /usr/lib/<triplet>).
     Ok(PathBuf::from(soname))
   }
+}
+
+/// `"0.10.8rc1"` → `(0, 10, 8)`; missing parts count as 0.
+fn version_tuple(text: &str) -> (u32, u32, u32) {
+  let mut parts = text.split('.').map(|p| {
+    p.chars()
+      .take_while(char::is_ascii_digit)
+      .collect::<String>()
+      .parse()
+      .unwrap_or(0)
+  });
+  (
+    parts.next().unwrap_or(0),
+    parts.next().unwrap_or(0),
+    parts.next().unwrap_or(0),
+  )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -291,6 +376,8 @@ pub fn engine_blocking(python_path: &str) -> Result<&'static Engine> {
   let (major, minor, micro) = probe.version;
   tracing::debug!(%python_path, python = %format_args!("{major}.{minor}.{micro}"), prefix = %probe.prefix, "interpreter probed");
   let libpython = probe.libpython(python_path)?;
+  // Checked before anything is loaded: a refused interpreter must not commit the process.
+  probe.require_sdk(python_path)?;
   load_global(&libpython)?;
   tracing::debug!(libpython = %libpython.display(), "libpython loaded");
   let started = Engine::boot(python_path, probe).map(|e| &*Box::leak(Box::new(e)));
@@ -372,8 +459,10 @@ impl Engine {
     })?;
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::result::Result<String, String>>();
-    let probe_json =
-      serde_json::json!({ "sys_path": probe.sys_path, "executable": probe.executable }).to_string();
+    let probe_json = serde_json::json!({
+      "sys_path": probe.sys_path, "executable": probe.executable, "min_sdk": [MIN_SDK.0, MIN_SDK.1, MIN_SDK.2],
+    })
+    .to_string();
     let path = python_path.to_string();
     std::thread::Builder::new()
       .name("py-asyncio".into())
@@ -446,10 +535,19 @@ impl Engine {
     }
     let other = probe(python_path)?;
     if other.prefix != self.probe.prefix || other.version != self.probe.version {
+      let advice = match &self.facts.sdk_import_error {
+        // Found by the probe but failing to import in process: the rare case a refusal comes
+        // too late to leave the process free.
+        Some(why) => format!(
+          "its boxlite SDK failed to import ({why}) after the interpreter was embedded, and an embedded \
+           interpreter cannot be unloaded: fix that environment or restart the process to use another one"
+        ),
+        None => "use the same pythonPath for every adapter".to_string(),
+      };
       return Err(Error::Environment {
         message: format!(
           "local mode already runs Python {}.{}.{} from '{}' in this process (one interpreter per process); \
-           config.pythonPath '{python_path}' names another environment ({}), use the same pythonPath for every adapter",
+           config.pythonPath '{python_path}' names another environment ({}); {advice}",
           self.probe.version.0, self.probe.version.1, self.probe.version.2, self.python_path, other.prefix
         ),
       });

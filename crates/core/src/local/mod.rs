@@ -299,7 +299,14 @@ fn exec_args(request: &ExecRequest) -> Result<Value> {
       });
     }
   }
-  serde_json::to_value(request).map_err(|e| Error::Internal(e.to_string()))
+  // The working directory is entered by the command itself, as in remote mode, so a missing
+  // one fails the same way (exit status 2) instead of as an SDK exception.
+  let request = ExecRequest {
+    cmd: request.effective_argv(),
+    working_dir: None,
+    ..request.clone()
+  };
+  serde_json::to_value(&request).map_err(|e| Error::Internal(e.to_string()))
 }
 
 #[async_trait]

@@ -13,26 +13,9 @@ use crate::error::ApiError;
 /// Bodies shown in parse errors are cut here so schema drift is visible without flooding logs.
 pub const BODY_EXCERPT_LIMIT: usize = 4096;
 
-/// Runs argv in `$1` even on servers that ignore `working_dir` (Ref): the directory is passed
-/// as an argument, never interpolated into the script.
-const CWD_SCRIPT: &str = r#"cd -- "$1" && shift && exec "$@""#;
-
 /// The argv actually sent: `cmd`, wrapped to enter `working_dir` first when one is given.
 pub fn effective_argv(request: &ExecRequest) -> Vec<String> {
-  match request.working_dir.as_deref().filter(|d| !d.is_empty()) {
-    None => request.cmd.clone(),
-    Some(dir) => {
-      let mut argv = vec![
-        "sh".to_string(),
-        "-c".into(),
-        CWD_SCRIPT.into(),
-        "sh".into(),
-        dir.to_string(),
-      ];
-      argv.extend(request.cmd.iter().cloned());
-      argv
-    }
-  }
+  request.effective_argv()
 }
 
 /// The exec body of a dialect. Working directories always go through `effective_argv`.
@@ -458,7 +441,7 @@ mod tests {
       vec![
         "sh",
         "-c",
-        CWD_SCRIPT,
+        r#"cd -- "$1" || exit 2; shift; exec "$@""#,
         "sh",
         "/tmp/it's \"here\"; rm -rf /",
         "ls",

@@ -31,6 +31,8 @@ const KILLED_BY_TIMEOUT: [i32; 2] = [-9, 128 + 9];
 /// kill of `bash` would leave its children running); without `timeout` in the guest, the
 /// client's kill is the fallback.
 const TIMEOUT_WRAPPER: &str = r#"if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL "$1" bash -c "$2"; else exec bash -c "$2"; fi"#;
+/// How long after a create's deadline requests still in flight are given up on.
+const DEADLINE_GRACE: Duration = Duration::from_millis(200);
 /// Default image, as in the original.
 pub const DEFAULT_IMAGE: &str = "ubuntu:24.04";
 
@@ -364,7 +366,9 @@ impl Adapter {
       deadline,
       progress.clone(),
     ));
-    let outcome = match tokio::time::timeout_at(deadline, &mut work).await {
+    // Polling stops at the deadline by itself; the grace only lets that ordinary ending (with
+    // its inline delete) win the race against the hard bound for requests still in flight.
+    let outcome = match tokio::time::timeout_at(deadline + DEADLINE_GRACE, &mut work).await {
       Ok(joined) => joined.unwrap_or_else(|e| Err(Error::Internal(format!("the create task failed: {e}")))),
       Err(_) => {
         let status = {

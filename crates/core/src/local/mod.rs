@@ -127,6 +127,7 @@ impl LocalClient {
       )
     });
     let ms = crate::diag::ms(began);
+    let id = if id.is_empty() { "-" } else { id };
     match &result {
       // Stream polls are as frequent as output chunks: trace level.
       Ok(_) if op == "exec_next" => tracing::trace!(%op, %id, %ms, "sdk call"),

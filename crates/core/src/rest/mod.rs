@@ -51,6 +51,7 @@ mod attach_upload;
 mod auth;
 mod boxrun_files;
 mod events;
+mod proxy;
 mod request;
 mod sse;
 mod tls;
@@ -236,7 +237,7 @@ impl Inner {
         }
       }
     };
-    tracing::debug!(?dialect, prefix = prefix.as_deref().unwrap_or("-"), choice = ?self.choice, "route");
+    tracing::debug!(?dialect, prefix = %prefix.as_deref().unwrap_or("-"), choice = ?self.choice, "route");
     Ok(Route::new(dialect, api_path, prefix.as_deref()))
   }
 

@@ -112,7 +112,15 @@ pub async fn connect(transport: &Transport, spec: &Spec) -> Result<(WsSink, WsSo
       Connector::Plain
     };
     let began = std::time::Instant::now();
-    let connecting = tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector));
+    // Through the environment's proxy when it names one for this host (reqwest does the same
+    // for HTTP requests).
+    let connecting = async {
+      let tcp = super::proxy::connect(&url)
+        .await
+        .map_err(tungstenite::Error::Io)?;
+      let _ = tcp.set_nodelay(true);
+      tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(connector)).await
+    };
     let outcome = match tokio::time::timeout(WS_HANDSHAKE_TIMEOUT, connecting).await {
       Err(_) => return Err(transport.timeout(spec, WS_HANDSHAKE_TIMEOUT)),
       Ok(outcome) => outcome,

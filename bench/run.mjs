@@ -138,9 +138,9 @@ for (const mode of adapterModes(target).filter((m) => wanted.includes(m.dialect)
       `${fmt(wall)} ms wall`,
       `${((concurrency * 1000) / wall).toFixed(0)} execs/s; ${(exec.median * concurrency / wall).toFixed(1)}× sequential`,
     )
-    // Diagnostics off vs on (DEBUG=sandbank:boxlite), alternating children, best median of two each.
+    // Diagnostics off vs on (DEBUG=sandbank:boxlite): alternating children, best median of three each.
     const runs = []
-    for (const debug of [false, true, false, true]) runs.push({ debug, ...(await childRun(setup.config, debug)) })
+    for (const debug of [false, true, false, true, false, true]) runs.push({ debug, ...(await childRun(setup.config, debug)) })
     const best = (debug, key) => Math.min(...runs.filter((r) => r.debug === debug).map((r) => r[key]))
     for (const key of ['getBox', 'exec']) {
       row(

@@ -99,3 +99,65 @@ async fn ids_that_cannot_name_a_box_are_not_found_before_any_request_in_every_di
     impossible_ids_make_no_request(DIALECTS[2]),
   );
 }
+
+async fn boxrun_with_box(faults: Value) -> (Testbed, std::sync::Arc<boxlite_core::rest::RestClient>, String) {
+  let tb = Testbed::start(&["--dialect", "boxrun", "--auth", "none"]).await;
+  let client = tb.client(json!({"dialect": "boxrun"}));
+  let id = create_running_box(&client).await;
+  tb.faults(faults).await;
+  (tb, client, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boxrun_stalled_event_stream_is_re_read_and_the_output_arrives() {
+  let (tb, client, id) = boxrun_with_box(json!({"kind": "stall", "path": "/events$"})).await;
+  let output = client
+    .exec(&id, sh("echo hi; echo oops >&2; exit 3"))
+    .await
+    .expect("the re-read stream ends with the exit");
+  assert_eq!(
+    (output.stdout.as_str(), output.stderr.as_str(), output.exit_code),
+    ("hi\n", "oops\n", 3)
+  );
+  let events = tb
+    .requests()
+    .await
+    .into_iter()
+    .filter(|e| e["path"].as_str().unwrap_or("").ends_with("/events"))
+    .count();
+  assert_eq!(events, 2, "one stalled read and one re-read");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boxrun_stream_that_always_stalls_fails_instead_of_succeeding_without_output() {
+  let (_tb, client, id) = boxrun_with_box(json!({"kind": "stall", "path": "/events$", "times": 0})).await;
+  let started = Instant::now();
+  let error = client.exec(&id, sh("echo hi")).await.unwrap_err();
+  assert!(error.to_string().contains("the output is incomplete"), "{error}");
+  assert!(
+    started.elapsed() < Duration::from_secs(30),
+    "{:?}",
+    started.elapsed()
+  );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boxrun_stream_broken_mid_way_resumes_without_losing_or_repeating_output() {
+  // The first events connection is cut after two events; the re-read replays from seq 0.
+  let (_tb, client, id) =
+    boxrun_with_box(json!({"kind": "drop", "path": "/events$", "after_events": 2})).await;
+  let script = "for i in 1 2 3 4 5 6; do echo line-$i; sleep 0.05; done; exit 4";
+  let mut events = client.exec_stream(&id, sh(script)).await.unwrap();
+  let mut stdout = Vec::new();
+  let mut exit = None;
+  while let Some(event) = futures_util::StreamExt::next(&mut events).await {
+    match event.expect("the stream resumes instead of failing") {
+      boxlite_core::client::ExecEvent::Stdout(b) => stdout.extend_from_slice(&b),
+      boxlite_core::client::ExecEvent::Stderr(_) => {}
+      boxlite_core::client::ExecEvent::Exit(code) => exit = Some(code),
+    }
+  }
+  let expected: String = (1..=6).map(|i| format!("line-{i}\n")).collect();
+  assert_eq!(String::from_utf8_lossy(&stdout), expected);
+  assert_eq!(exit, Some(Some(4)));
+}

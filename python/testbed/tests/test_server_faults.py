@@ -212,6 +212,37 @@ def test_sse_drop_mid_stream_and_boxrun_events_drop():
         assert s.stop() == 0
 
 
+def test_boxrun_events_stall_sends_nothing_after_n_events_while_the_client_waits():
+    s = ServerProc("--dialect", "boxrun", "--keepalive", "0.2", "--faults", json.dumps(
+        {"kind": "stall", "path": "/events$", "after_events": 1}))
+    try:
+        bid = s.req("POST", "/v1/boxes", json={"image": "x", "cpu": 1, "memory_mb": 128}).json()["id"]
+        eid = s.req("POST", f"/v1/boxes/{bid}/exec", json={"cmd": ["sh", "-c", "echo 1; echo 2"]}).json()["id"]
+        time.sleep(0.5)
+        host, port = s.info["host"], s.info["port"]
+        sock = socket.create_connection((host, port), timeout=10)
+        sock.sendall(f"GET /v1/boxes/{bid}/exec/{eid}/events HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        sock.settimeout(1.5)
+        got = b""
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        except socket.timeout:
+            pass  # still connected, nothing more is coming: the stall
+        sock.close()
+        body = got.split(b"\r\n\r\n", 1)[1]
+        assert body.count(b"event: ") == 1, got  # one event, then not even keep-alives
+        assert b":\n\n" not in body
+        # The fault fired once: a new connection replays everything up to the exit.
+        raw = s.req("GET", f"/v1/boxes/{bid}/exec/{eid}/events", stream=True).raw.read()
+        assert [e["event"] for e in parse_sse(raw) if "event" in e][-1] == "exit"
+    finally:
+        assert s.stop() == 0
+
+
 def test_sse_expire_token_fault_and_client_credentials():
     s = ServerProc("--dialect", "sse", "--client-id", "me", "--client-secret", "pw")
     try:

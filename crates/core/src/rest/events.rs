@@ -1,6 +1,14 @@
 //! Exec event streams, transport-agnostic: SSE bodies of dialects A and C turned into
-//! `ExecEvent`s as they arrive (with BoxRun's status fallback for streams that never end), the
-//! client-side deadline that kills a command, and collecting a whole execution.
+//! `ExecEvent`s as they arrive, the client-side deadline that kills a command, and collecting a
+//! whole execution.
+//!
+//! BoxRun keeps every event of an execution and replays them, numbered, on each connection, so
+//! a BoxRun stream that breaks, ends early or goes quiet while the execution's status says it
+//! finished is re-read from the server and continues where it was (already seen sequence
+//! numbers are skipped: nothing lost, nothing twice). When re-reading makes no progress a few
+//! times in a row the stream fails with an error saying the output is incomplete; it never
+//! ends as a success without the output. The SSE-era output stream is take-once: a break there
+//! is an error at once.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,8 +26,12 @@ use crate::error::{Error, Result};
 /// How long a BoxRun event stream may stay quiet before the execution's status is checked.
 const BOXRUN_STATUS_POLL: Duration = Duration::from_secs(2);
 /// After the status of a quiet BoxRun stream says "finished", in-flight events get this long
-/// before the exit is taken from the status (a cancelled execution's stream never ends).
+/// before the stream is re-read (a live stream of a cancelled execution never ends).
 const BOXRUN_EXIT_GRACE: Duration = Duration::from_secs(1);
+/// Re-reads of a BoxRun stream in a row that yield no new event before it fails.
+const BOXRUN_MAX_FRUITLESS_REREADS: u32 = 3;
+/// Re-reads of one BoxRun stream in all (a stream that keeps breaking fails eventually).
+const BOXRUN_MAX_REREADS: u32 = 50;
 
 pub(super) enum EventKind {
   SseEra,
@@ -36,8 +48,34 @@ fn boxrun_finished(status: &Value) -> bool {
     .is_some_and(|s| !matches!(s, "running" | "queued" | "pending" | "creating"))
 }
 
+/// Opens an SSE response for `spec` and checks that it is an event stream.
+pub(super) async fn open_sse(transport: &Arc<Transport>, spec: &Spec) -> Result<ByteStream> {
+  let response = transport.send(spec, Payload::None).await?;
+  let content_type = response
+    .headers()
+    .get("content-type")
+    .and_then(|v| v.to_str().ok())
+    .unwrap_or("")
+    .to_ascii_lowercase();
+  if !content_type.is_empty() && !content_type.starts_with("text/event-stream") {
+    return Err(transport.protocol(
+      spec,
+      format!("expected an event stream, got content type '{content_type}'"),
+    ));
+  }
+  Ok(transport.body_stream(spec, response))
+}
+
+/// Why a BoxRun stream is re-read.
+enum Reread {
+  /// It broke or ended before the exit event (the error or message says how).
+  Broken(String),
+  /// It stayed quiet although the execution finished.
+  Stalled(Option<i32>),
+}
+
 /// Exec events from an SSE body: yielded as they arrive, ending after `exit`; a body that ends
-/// or breaks before `exit` ends the stream with an error.
+/// or breaks before `exit` ends the stream with an error (BoxRun: after re-reading it).
 pub(super) fn sse_events(
   bytes: ByteStream,
   kind: EventKind,
@@ -53,6 +91,9 @@ pub(super) fn sse_events(
     transport: Arc<Transport>,
     /// BoxRun: the exit code the status reported while the stream stayed quiet.
     finished: Option<Option<i32>>,
+    /// BoxRun re-reads so far, and those in a row that brought no new event.
+    rereads: u32,
+    fruitless: u32,
   }
   let state = State {
     bytes,
@@ -62,8 +103,10 @@ pub(super) fn sse_events(
     spec: spec.clone(),
     transport,
     finished: None,
+    rereads: 0,
+    fruitless: 0,
   };
-  Box::pin(futures_util::stream::unfold(Some(state), |state| async move {
+  let stream: ExecEventStream = Box::pin(futures_util::stream::unfold(Some(state), |state| async move {
     let mut st = state?;
     loop {
       if let Some(event) = st.queue.pop_front() {
@@ -82,7 +125,10 @@ pub(super) fn sse_events(
             Ok(next) => next,
             Err(_) => {
               if let Some(code) = st.finished {
-                return Some((Ok(ExecEvent::Exit(code)), None));
+                match st.reread(Reread::Stalled(code)).await {
+                  Ok(()) => continue,
+                  Err(e) => return Some((Err(e), None)),
+                }
               }
               let status = status.clone();
               if let Ok(value) = st.transport.json(&status, Payload::None).await {
@@ -104,7 +150,10 @@ pub(super) fn sse_events(
               EventKind::Boxrun(events, _) => events.decode(&event),
             };
             match decoded {
-              Ok(sse::Decoded::Event(e)) => st.queue.push_back(e),
+              Ok(sse::Decoded::Event(e)) => {
+                st.fruitless = 0;
+                st.queue.push_back(e)
+              }
               Ok(sse::Decoded::Skip) => {}
               Ok(sse::Decoded::Failed(message)) => {
                 let message = format!("the server reported a failure in the stream: {message}");
@@ -114,13 +163,27 @@ pub(super) fn sse_events(
             }
           }
         }
-        Some(Err(e)) => return Some((Err(e), None)),
+        Some(Err(e)) => {
+          if !matches!(st.kind, EventKind::Boxrun(..)) {
+            return Some((Err(e), None));
+          }
+          match st.reread(Reread::Broken(e.to_string())).await {
+            Ok(()) => continue,
+            Err(e) => return Some((Err(e), None)),
+          }
+        }
         None => {
           let message = if st.decoder.has_partial_event() {
             "the event stream was cut in the middle of an event, before the exit event"
           } else {
             "the event stream ended before the exit event"
           };
+          if matches!(st.kind, EventKind::Boxrun(..)) {
+            match st.reread(Reread::Broken(message.into())).await {
+              Ok(()) => continue,
+              Err(e) => return Some((Err(e), None)),
+            }
+          }
           let error = Error::Transport {
             method: st.spec.method.to_string(),
             path: st.spec.path.clone(),
@@ -130,7 +193,39 @@ pub(super) fn sse_events(
         }
       }
     }
-  }))
+  }));
+
+  impl State {
+    /// Opens the BoxRun stream again; the replay's seen events are skipped by the decoder.
+    /// Fails, saying the output is incomplete, once re-reading stops bringing new events.
+    async fn reread(&mut self, why: Reread) -> Result<()> {
+      let why = match why {
+        Reread::Broken(how) => how,
+        Reread::Stalled(code) => format!(
+          "the event stream stayed silent although the execution finished (exit code {})",
+          code.map_or("unknown".to_string(), |c| c.to_string())
+        ),
+      };
+      if self.fruitless >= BOXRUN_MAX_FRUITLESS_REREADS || self.rereads >= BOXRUN_MAX_REREADS {
+        return Err(Error::Transport {
+          method: self.spec.method.to_string(),
+          path: self.spec.path.clone(),
+          message: format!(
+            "{why}; re-read {} times, the output is incomplete (nothing is reported as a success without it)",
+            self.rereads
+          ),
+        });
+      }
+      self.rereads += 1;
+      self.fruitless += 1;
+      tracing::debug!(path = %self.spec.path, rereads = self.rereads, why = %why, "re-reading the event stream");
+      self.finished = None;
+      self.decoder = sse::SseDecoder::new();
+      self.bytes = open_sse(&self.transport, &self.spec).await?;
+      Ok(())
+    }
+  }
+  stream
 }
 
 /// Ends `events` with `Error::Timeout` at `deadline`, killing the execution first.

@@ -33,8 +33,9 @@
 //! execution when it runs out. `exec` and `exec_stream` own the execution they start: a caller
 //! that drops the future or the stream before the exit kills it. Output is yielded as it
 //! arrives (SSE in A and C, the attach WebSocket in B); a stream that breaks, goes silent past
-//! the idle bound or ends without an exit event ends with an error. A quiet BoxRun stream is
-//! checked against the execution's status (a stream live during a cancel never ends there).
+//! the idle bound or ends without an exit event ends with an error — except on BoxRun, which
+//! keeps numbered events: a BoxRun stream that breaks, or stays quiet although the execution's
+//! status says it finished, is re-read and resumes without loss or repetition (`events.rs`).
 //!
 //! **Tolerated quirks** (all documented in `server-apis.md`): BoxRun's 409/400 on starting a
 //! running or stopping a stopped box count as success (BoxLite's start/stop are idempotent);
@@ -366,20 +367,7 @@ impl Inner {
         Ok(crate::diag::traced_exec(events, exec_id, "websocket"))
       }
       Dialect::Sse | Dialect::Boxrun => {
-        let response = self.transport.send(&spec, Payload::None).await?;
-        let content_type = response
-          .headers()
-          .get("content-type")
-          .and_then(|v| v.to_str().ok())
-          .unwrap_or("")
-          .to_ascii_lowercase();
-        if !content_type.is_empty() && !content_type.starts_with("text/event-stream") {
-          return Err(self.transport.protocol(
-            &spec,
-            format!("expected an event stream, got content type '{content_type}'"),
-          ));
-        }
-        let bytes = self.transport.body_stream(&spec, response);
+        let bytes = events::open_sse(&self.transport, &spec).await?;
         let kind = if route.dialect == Dialect::Sse {
           EventKind::SseEra
         } else {

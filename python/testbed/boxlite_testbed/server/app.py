@@ -176,6 +176,9 @@ async def _handle(request: web.Request, dialect: Dialect, rules) -> web.StreamRe
         return _Dropped()
     if drop is not None:
         request["drop_after_events"] = int(drop.after_events)
+    stall = next((r for r in rules if r.kind == "stall"), None)
+    if stall is not None:
+        request["stall_after_events"] = int(stall.after_events or 0)
 
     raw = request.rel_url.raw_path
     bp = dialect.cfg.base_path

@@ -467,6 +467,7 @@ class BoxRunDialect(Dialect):
                                                        "Cache-Control": "no-cache"})
         await resp.prepare(request)
         drop_after = request.get("drop_after_events")
+        stall_after = request.get("stall_after_events")
         sent = 0
 
         def frame(ev_name: str, data: Any, seq: int, stream: Optional[str]) -> bytes:
@@ -486,6 +487,9 @@ class BoxRunDialect(Dialect):
             if drop_after is not None and sent >= drop_after:
                 if request.transport is not None:
                     request.transport.close()
+                return False
+            if stall_after is not None and sent >= stall_after:
+                await stall_until_disconnect(request)
                 return False
             await resp.write(b)
             sent += 1
@@ -512,6 +516,9 @@ class BoxRunDialect(Dialect):
                     if ev.kind == "exit":
                         await resp.write_eof()
                         return resp
+                if stall_after is not None and sent >= stall_after:
+                    await stall_until_disconnect(request)
+                    return resp
                 got = await s.wait_for_events(pos, self.cfg.keepalive)
                 if not got:
                     # live subscriber of a cancelled exec never sees an end (BoxRun quirk)
@@ -721,3 +728,14 @@ class BoxRunDialect(Dialect):
             await self._remove(b)
             n += 1
         return n
+
+
+async def stall_until_disconnect(request, limit_s: float = 600.0) -> None:
+    """The `stall` fault: send nothing while the client stays connected (bounded)."""
+    waited = 0.0
+    while waited < limit_s:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        await asyncio.sleep(0.1)
+        waited += 0.1

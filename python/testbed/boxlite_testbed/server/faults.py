@@ -11,7 +11,10 @@ A fault rule is a JSON object:
     default half — then close), ``malformed_json`` (JSON body replaced by a
     cut-off, unparsable body with a correct Content-Length),
     ``expire_token`` (the bearer of the matching request is treated as
-    expired: 401 as the dialect answers it).
+    expired: 401 as the dialect answers it), ``stall`` (streaming routes:
+    after ``after_events`` events/frames — default 0, right after the
+    headers — send nothing more, not even keep-alives, while the client stays
+    connected; what a buffering proxy or a stuck server looks like).
 ``method``
     HTTP method to match (default any).
 ``path``
@@ -30,7 +33,7 @@ import re
 import time
 from typing import Any, Optional
 
-KINDS = ("latency", "error", "drop", "truncate", "malformed_json", "expire_token")
+KINDS = ("latency", "error", "drop", "truncate", "malformed_json", "expire_token", "stall")
 
 
 class FaultRule:

@@ -94,6 +94,9 @@ fn main() {
     ("exec_async_input_signal_resize", || {
       Box::pin(exec_async_input_signal_resize())
     }),
+    ("replayable_output_is_bounded_to_the_most_recent_bytes", || {
+      Box::pin(replayable_output_is_bounded_to_the_most_recent_bytes())
+    }),
     (
       "hundred_concurrent_execs",
       || Box::pin(hundred_concurrent_execs()),
@@ -373,6 +376,48 @@ async fn exec_stream_merges_small_chunks() -> Result<(), String> {
     "{chunks} chunks for 2000 lines: small chunks were not merged"
   );
   c.dispose().await.or_fail("dispose")
+}
+
+/// What a terminal open for hours relies on: the log kept for replay does not grow without end.
+async fn replayable_output_is_bounded_to_the_most_recent_bytes() -> Result<(), String> {
+  let (c, id, _) = with_box("bounded").await?;
+  // 12 MB of output while nobody reads, then a marker.
+  let script = "head -c 12000000 /dev/zero | tr '\\0' x; echo; echo END";
+  let e = c
+    .exec_async(&id, req(&["sh", "-c", script]))
+    .await
+    .or_fail("exec_async")?;
+  tokio::time::sleep(Duration::from_secs(3)).await;
+  let events: Vec<ExecEvent> = c
+    .get_exec_output(&id, &e.id)
+    .await
+    .or_fail("output")?
+    .collect::<Vec<_>>()
+    .await
+    .into_iter()
+    .collect::<Result<_, _>>()
+    .or_fail("events")?;
+  let out: Vec<u8> = events
+    .iter()
+    .filter_map(|ev| match ev {
+      ExecEvent::Stdout(b) => Some(b.to_vec()),
+      _ => None,
+    })
+    .flatten()
+    .collect();
+  check!(out.len() <= 4 << 20, "the replay holds {} bytes", out.len());
+  check!(
+    out.len() >= 1 << 20,
+    "the most recent output is kept: {} bytes",
+    out.len()
+  );
+  check!(out.ends_with(b"\nEND\n"), "the newest bytes are the ones kept");
+  check!(
+    matches!(events.last(), Some(ExecEvent::Exit(Some(0)))),
+    "{:?}",
+    events.last()
+  );
+  Ok(())
 }
 
 async fn exec_async_input_signal_resize() -> Result<(), String> {

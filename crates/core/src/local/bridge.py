@@ -37,6 +37,10 @@ FINISHED_EXEC_TTL_S = 600.0
 # Upper bounds of one exec_next batch (the Rust side merges the chunks).
 BATCH_EVENTS = 512
 BATCH_BYTES = 1 << 20
+# Output an execution keeps for readers that replay it (get_exec_output, terminals): the most
+# recent bytes only, so a terminal open for hours holds a bounded amount (older output is
+# dropped once the log passes the limit; a reader that far behind resumes at the oldest kept).
+REPLAY_LIMIT_BYTES = 4 << 20
 
 
 class BridgeNotFound(Exception):
@@ -375,6 +379,7 @@ class ExecRecord:
         self.id = execution.id()
         self.owned = owned  # exec_stream: dies with its reader
         self.events = []  # (kind, bytes) with kind "o" or "e"
+        self.size = 0  # bytes in self.events
         self.base = 0  # index of events[0] in the whole log
         self.exit = None
         self.finished = False
@@ -392,7 +397,23 @@ class ExecRecord:
             data = data.encode("utf-8", "surrogateescape")
         if data:
             self.events.append((kind, bytes(data)))
+            self.size += len(data)
+            if self.size > REPLAY_LIMIT_BYTES:
+                # Trim to three quarters at once, so trimming stays rare.
+                cut, keep = 0, self.size
+                while cut < len(self.events) - 1 and keep > REPLAY_LIMIT_BYTES * 3 // 4:
+                    keep -= len(self.events[cut][1])
+                    cut += 1
+                self.drop_first(cut)
             self.notify()
+
+    def drop_first(self, count):
+        """Forgets the `count` oldest events."""
+        if count <= 0:
+            return
+        self.size -= sum(len(data) for _, data in self.events[:count])
+        del self.events[:count]
+        self.base += count
 
     def forget(self):
         EXECS.pop(self.id, None)
@@ -532,9 +553,7 @@ async def op_exec_next(_blob, exec_id, box_id, cursor, consume):
     done = rec.finished and new_cursor >= rec.base + len(rec.events)
     out = {"events": events, "cursor": new_cursor, "done": done}
     if consume:
-        drop = new_cursor - rec.base
-        del rec.events[:drop]
-        rec.base = new_cursor
+        rec.drop_first(new_cursor - rec.base)
     if done:
         if isinstance(rec.error, BaseException):
             if consume:

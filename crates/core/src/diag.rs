@@ -13,7 +13,7 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -284,37 +284,42 @@ pub fn init_from_env() -> Option<LevelFilter> {
   })
 }
 
+/// A writer collecting every line in memory, for tests that read what diagnostics print.
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+  /// Everything written so far, leaving the buffer empty.
+  pub fn take(&self) -> String {
+    let bytes = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+    String::from_utf8_lossy(&bytes).into_owned()
+  }
+}
+
+impl std::io::Write for Capture {
+  fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+    self
+      .0
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .extend_from_slice(buf);
+    Ok(buf.len())
+  }
+  fn flush(&mut self) -> std::io::Result<()> {
+    Ok(())
+  }
+}
+
+impl<'w> MakeWriter<'w> for Capture {
+  type Writer = Capture;
+  fn make_writer(&'w self) -> Capture {
+    self.clone()
+  }
+}
+
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
   use super::*;
-  use std::sync::{Arc, Mutex};
-
-  /// A `MakeWriter` collecting every line in memory.
-  #[derive(Clone, Default)]
-  pub(crate) struct Capture(pub Arc<Mutex<Vec<u8>>>);
-
-  impl Capture {
-    pub(crate) fn text(&self) -> String {
-      String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-  }
-
-  impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-      self.0.lock().unwrap().extend_from_slice(buf);
-      Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-      Ok(())
-    }
-  }
-
-  impl<'w> MakeWriter<'w> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'w self) -> Capture {
-      self.clone()
-    }
-  }
 
   #[test]
   fn off_unless_a_switch_names_this_package() {
@@ -399,7 +404,7 @@ pub(crate) mod tests {
       tracing::trace!("too detailed for debug");
       tracing::debug!(target: "hyper::client", "not ours");
     });
-    let text = capture.text();
+    let text = capture.take();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1, "{text}");
     let line = lines[0];
@@ -425,7 +430,7 @@ pub(crate) mod tests {
       let _entered = span.enter();
       tracing::debug!(state = "running", "box state");
     });
-    let text = capture.text();
+    let text = capture.take();
     assert!(
       text.contains("create{image=\"alpine\"} box state state=\"running\""),
       "{text}"

@@ -7,40 +7,13 @@
 
 mod rest_common;
 
-use std::sync::{Arc, Mutex};
-
+use boxlite_core::diag::Capture;
 use boxlite_core::sandbox::{CreateConfig, ExecOptions};
 use boxlite_core::Adapter;
 use futures_util::StreamExt;
 use rest_common::*;
 use serde_json::{json, Value};
 use tracing::level_filters::LevelFilter;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Capture {
-  fn take(&self) -> String {
-    String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
-  }
-}
-
-impl std::io::Write for Capture {
-  fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-    self.0.lock().unwrap().extend_from_slice(buf);
-    Ok(buf.len())
-  }
-  fn flush(&mut self) -> std::io::Result<()> {
-    Ok(())
-  }
-}
-
-impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for Capture {
-  type Writer = Capture;
-  fn make_writer(&'w self) -> Capture {
-    self.clone()
-  }
-}
 
 /// The bearer given to a server that checks none.
 const UNCHECKED_TOKEN: &str = "unchecked-bearer-4f1c9a";

@@ -216,7 +216,7 @@ SERVER_PID=""
 SERVER_URL=""
 start_server() {
   [[ -n "$SERVER_URL" ]] && return 0
-  local python log="$WORK/testbed-server.log"
+  local python log="$WORK/testbed-server.$$.log"
   python="$("$ROOT/python/testbed/setup.sh" | tail -n 1)" || return 1
   (cd "$ROOT/python/testbed" && exec "$python" -m boxlite_testbed.server --host 127.0.0.1 --port 0 \
     --dialect current --auth token --token "$TOKEN") >"$log" 2>&1 &
@@ -351,7 +351,7 @@ REGISTRY_PID=""
 REGISTRY_URL=""
 start_registry() {
   [[ -n "$REGISTRY_URL" ]] && return 0
-  local log="$WORK/registry.log" waited=0
+  local log="$WORK/registry.$$.log" waited=0
   node "$ROOT/scripts/release-registry.mjs" "$PACKAGES" >"$log" 2>&1 &
   REGISTRY_PID=$!
   while ((waited < 20)); do

@@ -203,13 +203,23 @@ async fn exec_passes_env_cwd_and_argv_verbatim() -> Result<(), String> {
     "it's $(not run) `x`",
   ]);
   r.env = Some([("FOO".to_string(), "bar baz".to_string())].into());
-  c.exec(&b.id, req(&["mkdir", "-p", "sub"]))
-    .await
-    .or_fail("mkdir")?;
-  r.working_dir = Some("/sub".into());
+  // The command enters the working directory itself (as in every mode); the fake SDK runs
+  // commands on the host, so the directory is a host one.
+  let dir = std::env::temp_dir().canonicalize().unwrap();
+  r.working_dir = Some(dir.to_string_lossy().into_owned());
   let out = c.exec(&b.id, r).await.or_fail("exec")?;
   check!(
-    out.stdout.starts_with("it's $(not run) `x`|bar baz|") && out.stdout.ends_with("/sub"),
+    out.stdout.starts_with("it's $(not run) `x`|bar baz|") && out.stdout.ends_with(&*dir.to_string_lossy()),
+    "{out:?}"
+  );
+  let mut missing = req(&["true"]);
+  missing.working_dir = Some("/no/such/dir-xyz".into());
+  let out = c
+    .exec(&b.id, missing)
+    .await
+    .or_fail("exec in a missing directory")?;
+  check!(
+    out.exit_code == 2 && out.stderr.contains("/no/such/dir-xyz"),
     "{out:?}"
   );
   let out = c

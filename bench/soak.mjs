@@ -41,7 +41,7 @@ async function sample(adapter) {
     rssMiB: Math.round(process.memoryUsage().rss / 1048576),
     fds: readdirSync('/proc/self/fd').length,
     threads: Number(/^Threads:\s+(\d+)/m.exec(status)?.[1]),
-    boxes: (await adapter.listSandboxes()).length,
+    boxes: adapter ? (await adapter.listSandboxes()).length : '-',
   }
 }
 
@@ -139,6 +139,9 @@ for (const mode of adapterModes(target).filter((m) => wanted.includes(m.dialect)
     await adapter.destroySandbox(sandbox.id)
     const end = await sample(adapter)
     row('whole run (start → end)', begin, end)
+    await adapter.dispose()
+    // Terminal servers stay reachable until dispose (their URLs can be reconnected).
+    row('after dispose', begin, await sample(null), 'boxes not listed (adapter disposed)')
   } finally {
     await adapter.dispose()
     await setup.teardown()

@@ -65,6 +65,40 @@ build_fakevm() {
   echo "$ROOT/target/$triple/debug/boxlite-fakevm"
 }
 
+# The Python environment of BoxLite's SSE-era reference server (which is not part of this
+# repository: BOXLITE_REFERENCE_SERVER_DIR names a copy of it, docs/testing.md): the pins of its
+# uv.lock plus the real boxlite 0.10.8 wheel. Cached outside the checkout; prints its python.
+REFERENCE_SERVER_PKGS=(fastapi==0.129.0 starlette==0.52.1 sse-starlette==3.2.0 uvicorn==0.40.0
+  pydantic==2.12.5 pyjwt==2.11.0 python-multipart==0.0.22 python-dotenv boxlite==0.10.8)
+setup_reference_server_venv() {
+  local venv="$HOME/.cache/sandbank-boxlite/reference-server-venv"
+  local stamp="$venv/.installed-pkgs"
+  if [[ ! -x "$venv/bin/python" ]]; then
+    "${BOXLITE_TESTBED_BASE_PYTHON:-python3}" -m venv "$venv" >&2
+  fi
+  if [[ ! -f "$stamp" || "$(cat "$stamp")" != "${REFERENCE_SERVER_PKGS[*]}" ]]; then
+    log "installing the reference server's packages"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "${REFERENCE_SERVER_PKGS[@]}" >&2
+    printf '%s' "${REFERENCE_SERVER_PKGS[*]}" >"$stamp"
+  fi
+  echo "$venv/bin/python"
+}
+
+# `boxlite serve` 0.11.0 (crate boxlite-cli), built once without its own runtime
+# (BOXLITE_DEPS_STUB=1: its build script would otherwise download one from a code forge) and
+# cached outside the checkout. The first build takes 15-35 minutes on 2 cores; every later run
+# reuses the binary. Prints the binary's path.
+BOXLITE_SERVE_ROOT="$HOME/.cache/sandbank-boxlite/boxlite-cli-0.11.0"
+setup_boxlite_serve() {
+  local bin="$BOXLITE_SERVE_ROOT/bin/boxlite"
+  if [[ ! -x "$bin" ]]; then
+    log "building boxlite serve 0.11.0 (first run only; 15-35 min) into $BOXLITE_SERVE_ROOT"
+    BOXLITE_DEPS_STUB=1 nice -n 10 cargo install --locked boxlite-cli --version 0.11.0 \
+      --root "$BOXLITE_SERVE_ROOT" >&2
+  fi
+  echo "$bin"
+}
+
 build_addon() {
   log "building the addon (main flavour${PROFILE_FLAG:+, release})"
   (cd "$ROOT" && npx napi build --platform $PROFILE_FLAG --js binding.cjs --dts binding.d.ts)

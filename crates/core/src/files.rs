@@ -377,7 +377,7 @@ impl Adapter {
     match client.download_files(id, path).await {
       Ok(stream) => Ok(stream),
       Err(error) if matches!(error.code(), "not_found" | "api_error") => match client.get_box(id).await {
-        Ok(_) if error.code() == "not_found" => Err(Error::FileNotFound {
+        Ok(_) if error.code() == "not_found" || says_path_is_missing(&error) => Err(Error::FileNotFound {
           path: path.to_string(),
         }),
         Ok(_) => Err(error),
@@ -389,9 +389,36 @@ impl Adapter {
   }
 }
 
+/// A server error whose text says the source path is missing: the SSE-era reference server
+/// answers a missing path with 500 and the guest's "not found: source path does not exist".
+fn says_path_is_missing(error: &Error) -> bool {
+  let text = error.to_string().to_lowercase();
+  ["does not exist", "no such file"]
+    .iter()
+    .any(|w| text.contains(w))
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn a_server_error_saying_the_source_is_missing_reads_as_a_missing_path() {
+    let api = |message: &str| {
+      Error::Api(Box::new(crate::error::ApiError {
+        status: 500,
+        error_type: None,
+        code: None,
+        message: message.into(),
+        method: "GET".into(),
+        path: "/v1/default/boxes/b/files".into(),
+      }))
+    };
+    assert!(says_path_is_missing(&api(
+      "not found: source path does not exist"
+    )));
+    assert!(!says_path_is_missing(&api("Internal Server Error")));
+  }
 
   #[test]
   fn tmpfs_paths_are_tmp_and_dev_shm_and_nothing_that_merely_starts_alike() {

@@ -110,6 +110,54 @@ else
   echo "-- skipped: suites on the real boxlite runtime (the fake VM could not start; reason above)"
 fi
 
+# ---- The real BoxLite REST servers over the fake VM, on loopback (docs/testing.md, "Real
+# servers"): the conformance and terminal suites in remote mode against each.
+real_server_pids=()
+real_remote_suites() { # NAME, then the target's environment
+  local name="$1"
+  shift
+  suite "vitest conformance + terminal, remote: $name (fake VM)" env BOXLITE_TEST_TARGET=remote \
+    BOXLITE_TEST_REQUIRE_VM=1 BOXLITE_TEST_ROOTFS="$TEST_ROOTFS" "$@" npx vitest run --project integration \
+    __test__/integration/conformance.spec.ts __test__/integration/terminal.spec.ts
+}
+start_real_server() { # KIND ARGS... -> exports its KEY=value lines
+  local out
+  out="$("$OFFICIAL_PYTHON" "$ROOT/python/testbed/realpath/real_servers.py" "$@")" || return 1
+  while IFS='=' read -r key value; do
+    export "$key=$value"
+    [[ "$key" == *_PID ]] && real_server_pids+=("$value")
+  done <<<"$out"
+}
+if [[ -n "$fakevm_started" ]]; then
+  trap 'for p in "${real_server_pids[@]}"; do kill -- "-$p" 2>/dev/null; done; stop_fakevm' EXIT
+  WHEEL_RUNTIME="$(cd "$ROOT/python/testbed" && "$OFFICIAL_PYTHON" -c \
+    'from realpath.real_servers import wheel_runtime_files as w; print(w() or "")')"
+  SERVER_RUNTIME="$FAKEVM_DIR/server-runtime"
+  # The servers need the runtime's other files (guest binary, mke2fs, …): the wheel's, which it
+  # extracted when the suites above first used it.
+  if [[ -n "$WHEEL_RUNTIME" ]]; then
+    "$FAKEVM_BIN" install-runtime --socket "$BOXLITE_FAKEVM_SOCKET" --dir "$SERVER_RUNTIME" \
+      --runtime-files "$WHEEL_RUNTIME"
+  else
+    echo "-- the boxlite wheel's runtime files were not found (~/.local/share/boxlite/runtimes/v0.10.8-*)"
+  fi
+
+  # The SSE-era reference server is third-party code kept outside this repository.
+  if [[ -z "${BOXLITE_REFERENCE_SERVER_DIR:-}" ]]; then
+    echo "-- skipped: SSE-era reference server (set BOXLITE_REFERENCE_SERVER_DIR to a copy of BoxLite's openapi/reference-server; docs/testing.md)"
+  elif REFERENCE_PYTHON="$(setup_reference_server_venv | tail -n 1)" &&
+    start_real_server reference "$BOXLITE_REFERENCE_SERVER_DIR" "$REFERENCE_PYTHON" "$BOXLITE_RUNTIME_DIR" "$FAKEVM_DIR"; then
+    real_remote_suites "SSE-era reference server" BOXLITE_API_URL="$BOXLITE_REAL_SSE_URL" \
+      BOXLITE_CLIENT_ID="$BOXLITE_REAL_SSE_CLIENT_ID" BOXLITE_CLIENT_SECRET="$BOXLITE_REAL_SSE_CLIENT_SECRET" \
+      BOXLITE_PREFIX=default BOXLITE_API_DIALECT=sse
+  else
+    echo "-- the SSE-era reference server could not be started (see above)"
+    failed+=("SSE-era reference server")
+  fi
+else
+  echo "-- skipped: the real BoxLite servers (the fake VM could not start; reason above)"
+fi
+
 # ---- Official clients judging the real servers, when the test command started them above
 # (BOXLITE_REAL_CURRENT_URL/_API_KEY: boxlite serve 0.11.0; BOXLITE_REAL_SSE_URL/_CLIENT_ID/
 # _CLIENT_SECRET: the SSE-era reference server). The transcript test re-checks there the recorded

@@ -160,6 +160,17 @@ async def test_exec_runs_real_bash_with_separate_streams_and_exit_code(sim_rt):
     assert (await box.info()).state.status == "running"  # exec started the box lazily
 
 
+async def test_noop_exec_mode_exits_zero_at_once_without_running_the_command(sim_rt, monkeypatch, tmp_path):
+    box = await sim_rt.create(keep())
+    monkeypatch.setenv("BOXLITE_SIM_EXEC", "noop")
+    marker = tmp_path / "ran"
+    assert await run(box, f"echo out; touch {marker}; exit 3") == ("", "", 0)
+    assert not marker.exists()
+    assert (await box.metrics()).commands_executed_total == 1
+    monkeypatch.delenv("BOXLITE_SIM_EXEC")
+    assert await run(box, "echo out; exit 3") == ("out\n", "", 3)
+
+
 async def test_exec_killed_by_signal_reports_negative_signal_number(sim_rt):
     box = await sim_rt.create(keep())
     assert (await run(box, "kill -9 $$"))[2] == -9

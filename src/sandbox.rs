@@ -6,6 +6,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use serde_json::Value;
 
+use boxlite_core::client::ExecDone;
 use boxlite_core::sandbox::{CreateConfig, ExecOptions, ListFilter};
 
 use crate::adapter::NativeAdapter;
@@ -50,15 +51,27 @@ impl NativeAdapter {
     self.core().destroy_sandbox(&id).await.map_err(to_napi)
   }
 
+  // The promise is settled straight from the thread that has the result when the core can
+  // (`exec_now`: local mode), else from an awaited `exec` on the tokio runtime.
   #[napi(ts_return_type = "Promise<{ exitCode: number; stdout: string; stderr: string }>")]
-  pub async fn sandbox_exec(
+  pub fn sandbox_exec<'env>(
     &self,
+    env: &'env Env,
     id: String,
     command: String,
     options_value: Option<Value>,
-  ) -> Result<Value> {
+  ) -> Result<Object<'env>> {
     let options = options(options_value)?;
-    to_js(self.core().exec(&id, &command, &options).await.map_err(to_napi)?)
+    let (deferred, promise) = env.create_deferred()?;
+    let done: ExecDone = Box::new(move |result| match result.map_err(to_napi).and_then(to_js) {
+      Ok(value) => deferred.resolve(move |_| Ok(value)),
+      Err(error) => deferred.reject(error),
+    });
+    let core = self.core();
+    if let Err(done) = core.exec_now(&id, &command, &options, done) {
+      napi::bindgen_prelude::spawn(async move { done(core.exec(&id, &command, &options).await) });
+    }
+    Ok(promise)
   }
 
   #[napi(ts_return_type = "Promise<ReadableStream<Uint8Array>>")]

@@ -19,6 +19,9 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 /// A stream of exec events, in the order the box produced them.
 pub type ExecEventStream = Pin<Box<dyn Stream<Item = Result<ExecEvent>> + Send>>;
 
+/// Where `BoxClient::exec_now` delivers its result; called once, on any thread, must not block.
+pub type ExecDone = Box<dyn FnOnce(Result<ExecOutput>) + Send>;
+
 /// A box as the original's `BoxLiteBox` describes it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BoxRecord {
@@ -213,9 +216,25 @@ pub trait BoxClient: Send + Sync {
   async fn list_boxes(&self, status: Option<String>, page_size: Option<u32>) -> Result<Vec<BoxRecord>>;
   async fn delete_box(&self, box_id: &str, force: bool) -> Result<()>;
   async fn start_box(&self, box_id: &str) -> Result<()>;
+  /// `start_box`, plus the box as the start's own answer describes it when the backend sends
+  /// one (`None`: ask `get_box`). A `running` answer spares a create its status poll.
+  async fn start_box_record(&self, box_id: &str) -> Result<Option<BoxRecord>> {
+    self.start_box(box_id).await.map(|()| None)
+  }
   async fn stop_box(&self, box_id: &str) -> Result<()>;
 
   async fn exec(&self, box_id: &str, request: ExecRequest) -> Result<ExecOutput>;
+  /// `exec` without a future, for backends that can answer from their own thread (local mode:
+  /// straight from the Python loop, no hop through a tokio thread). A backend that cannot, or
+  /// not yet, gives `done` back and the caller awaits `exec` instead.
+  fn exec_now(
+    &self,
+    _box_id: &str,
+    _request: ExecRequest,
+    done: ExecDone,
+  ) -> std::result::Result<(), ExecDone> {
+    Err(done)
+  }
   /// Starts the command and yields its output as produced, ending with `ExecEvent::Exit`.
   async fn exec_stream(&self, box_id: &str, request: ExecRequest) -> Result<ExecEventStream>;
   async fn exec_async(&self, box_id: &str, request: ExecRequest) -> Result<Execution>;

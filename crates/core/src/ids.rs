@@ -11,8 +11,8 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::client::{
-  BoxClient, BoxRecord, ByteStream, CreateBoxParams, ExecEventStream, ExecOutput, ExecRequest, Execution,
-  Features, Snapshot,
+  BoxClient, BoxRecord, ByteStream, CreateBoxParams, ExecDone, ExecEventStream, ExecOutput, ExecRequest,
+  Execution, Features, Snapshot,
 };
 use crate::error::{Error, Result};
 
@@ -70,6 +70,10 @@ impl BoxClient for Checked {
     check("box", box_id)?;
     self.0.start_box(box_id).await
   }
+  async fn start_box_record(&self, box_id: &str) -> Result<Option<BoxRecord>> {
+    check("box", box_id)?;
+    self.0.start_box_record(box_id).await
+  }
   async fn stop_box(&self, box_id: &str) -> Result<()> {
     check("box", box_id)?;
     self.0.stop_box(box_id).await
@@ -77,6 +81,18 @@ impl BoxClient for Checked {
   async fn exec(&self, box_id: &str, request: ExecRequest) -> Result<ExecOutput> {
     check("box", box_id)?;
     self.0.exec(box_id, request).await
+  }
+  fn exec_now(
+    &self,
+    box_id: &str,
+    request: ExecRequest,
+    done: ExecDone,
+  ) -> std::result::Result<(), ExecDone> {
+    if let Err(error) = check("box", box_id) {
+      done(Err(error));
+      return Ok(());
+    }
+    self.0.exec_now(box_id, request, done)
   }
   async fn exec_stream(&self, box_id: &str, request: ExecRequest) -> Result<ExecEventStream> {
     check("box", box_id)?;

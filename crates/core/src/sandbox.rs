@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::adapter::Adapter;
-use crate::client::{BoxClient, BoxRecord, CreateBoxParams, ExecEventStream, ExecOutput, ExecRequest};
+use crate::client::{
+  BoxClient, BoxRecord, CreateBoxParams, ExecDone, ExecEventStream, ExecOutput, ExecRequest,
+};
 use crate::error::{Error, Result};
 
 /// `config.timeout` default of `createSandbox`, in seconds (as in the original).
@@ -274,11 +276,16 @@ async fn create_and_start(
       return Ok((false, created));
     }
   }
+  // The create's or the start's own answer may already say `running`: no status poll then.
+  let mut answer = Some(created.clone());
   if matches!(created.status.as_str(), "configured" | "stopped") {
-    client.start_box(&id).await?;
+    answer = client.start_box_record(&id).await?;
   }
   if progress.lock().expect("progress lock").abandoned {
     return Ok((false, created));
+  }
+  if let Some(record) = answer.filter(|r| r.status == "running") {
+    return Ok((true, record));
   }
   poll_until(client.as_ref(), &id, polling, deadline, |s| s == "running").await
 }
@@ -483,6 +490,29 @@ impl Adapter {
         Err(Error::ExecTimeout { timeout_ms: ms })
       }
       (result, _) => result,
+    }
+  }
+
+  /// `exec` delivered to `done` without a future where the backend can answer from its own
+  /// thread (see `BoxClient::exec_now`) and no timeout is asked for (the timeout rules above
+  /// need a timer). Otherwise `done` comes back and the caller awaits `exec`.
+  pub fn exec_now(
+    &self,
+    id: &str,
+    command: &str,
+    options: &ExecOptions,
+    done: ExecDone,
+  ) -> std::result::Result<(), ExecDone> {
+    if !matches!(exec_timeout_ms(options), Ok(None)) {
+      return Err(done);
+    }
+    let request = exec_request(command, options).and_then(|r| self.client().map(|c| (r, c)));
+    match request {
+      Ok((request, client)) => client.exec_now(id, request, done),
+      Err(error) => {
+        done(Err(error));
+        Ok(())
+      }
     }
   }
 
@@ -723,6 +753,22 @@ mod tests {
     assert_eq!(info.state, "running");
     assert_eq!(client.calls_of("start_box"), 1);
     assert!(client.calls_of("get_box") >= 3);
+  }
+
+  #[tokio::test]
+  async fn create_resolves_on_a_start_answer_that_says_running_without_polling() {
+    let (adapter, client) = adapter_with(FakeClient::new().start_answers_with_the_box());
+    let info = adapter.create_sandbox(&CreateConfig::default()).await.unwrap();
+    assert_eq!(info.state, "running");
+    assert_eq!((client.calls_of("start_box"), client.calls_of("get_box")), (1, 0));
+  }
+
+  #[tokio::test]
+  async fn create_polls_when_the_start_answer_is_not_running_yet() {
+    let (adapter, client) = adapter_with(FakeClient::new().boot_polls(2).start_answers_with_the_box());
+    let info = adapter.create_sandbox(&CreateConfig::default()).await.unwrap();
+    assert_eq!(info.state, "running");
+    assert!(client.calls_of("get_box") >= 2);
   }
 
   #[tokio::test]

@@ -32,6 +32,7 @@ pub struct FakeClient {
   /// How long a create or start request takes (a server that boots synchronously).
   create_delay: std::time::Duration,
   start_delay: std::time::Duration,
+  start_answers: bool,
 }
 
 impl FakeClient {
@@ -42,6 +43,7 @@ impl FakeClient {
       fail_boot: None,
       create_delay: std::time::Duration::ZERO,
       start_delay: std::time::Duration::ZERO,
+      start_answers: false,
     }
   }
 
@@ -60,6 +62,12 @@ impl FakeClient {
   /// A started box needs this many `get_box` calls before it runs (`u32::MAX`: never).
   pub fn boot_polls(mut self, polls: u32) -> Self {
     self.boot_polls = polls;
+    self
+  }
+
+  /// `start_box_record` answers with the box (as the REST servers' start does).
+  pub fn start_answers_with_the_box(mut self) -> Self {
+    self.start_answers = true;
     self
   }
 
@@ -178,21 +186,28 @@ impl BoxClient for FakeClient {
   }
 
   async fn start_box(&self, box_id: &str) -> Result<()> {
+    self.start_box_record(box_id).await.map(drop)
+  }
+
+  async fn start_box_record(&self, box_id: &str) -> Result<Option<BoxRecord>> {
     tokio::time::sleep(self.start_delay).await;
     let fail = self.fail_boot.clone();
     let polls = self.boot_polls;
+    let answers = self.start_answers;
     self.with_box("start_box", box_id, |b| {
       match fail {
         Some(message) => {
           b.record.status = "failed".into();
           b.record.error_message = Some(message);
         }
+        // A server that answers the start boots synchronously, as the REST servers do.
+        None if answers && polls == 0 => b.record.status = "running".into(),
         None => {
           b.record.status = "starting".into();
           b.polls_left = polls;
         }
       }
-      Ok(())
+      Ok(answers.then(|| b.record.clone()))
     })
   }
 

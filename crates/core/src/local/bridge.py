@@ -31,6 +31,10 @@ _wake_fd = -1
 RUNTIMES = {}
 # execution id -> ExecRecord
 EXECS = {}
+# (boxliteHome, box id or name as the caller gave it) -> SDK box handle. `rt.get` per call costs
+# a round trip to the SDK's engine; a handle stays valid until the box stops (then the SDK
+# refuses it with "Handle invalidated", and `_use_box` fetches a fresh one).
+HANDLES = {}
 
 # How long a finished execution stays readable through get_exec_output.
 FINISHED_EXEC_TTL_S = 600.0
@@ -221,6 +225,7 @@ async def op_release(_blob, home):
     if entry[1] > 0:
         return None
     del RUNTIMES[home]
+    _forget_handles(home)
     rt = entry[0]
     for rec in list(EXECS.values()):
         if rec.home == home:
@@ -245,10 +250,39 @@ def _rt(home):
 
 
 async def _box(home, box_id):
-    box = await _rt(home).get(box_id)
+    """A handle of the box: the cached one, else a fresh one (then cached)."""
+    box = HANDLES.get((home, box_id))
     if box is None:
-        raise BridgeNotFound("box", box_id)
+        box = await _rt(home).get(box_id)
+        if box is None:
+            raise BridgeNotFound("box", box_id)
+        HANDLES[(home, box_id)] = box
     return box
+
+
+def _forget_handles(home, box_id=None):
+    """Drops the cached handles of a box (by id or name), or of every box of `home`."""
+    for key, box in list(HANDLES.items()):
+        if key[0] == home and (box_id is None or box_id in (key[1], getattr(box, "id", None))):
+            del HANDLES[key]
+
+
+def _invalidated(exc):
+    return "Handle invalidated" in str(exc)
+
+
+async def _use_box(home, box_id, use):
+    """`await use(handle)`; a cached handle the SDK invalidated (the box was stopped since) is
+    replaced by a fresh one and `use` runs again (the SDK refused it before doing anything)."""
+    cached = (home, box_id) in HANDLES
+    box = await _box(home, box_id)
+    try:
+        return await use(box)
+    except Exception as exc:  # noqa: BLE001 - re-raised unless it is a stale handle
+        if not cached or not _invalidated(exc):
+            raise
+        _forget_handles(home, box_id)
+        return await use(await _box(home, box_id))
 
 
 async def _status(home, box_id):
@@ -331,6 +365,7 @@ def _box_options(p):
 async def op_create_box(_blob, home, params):
     rt = _rt(home)
     box = await rt.create(_box_options(params), name=params.get("name"))
+    HANDLES[(home, box.id)] = box
     info = await rt.get_info(box.id)
     return _record(info if info is not None else await box.info())
 
@@ -347,6 +382,7 @@ async def op_list_boxes(_blob, home):
 
 
 async def op_delete_box(_blob, home, box_id, force):
+    _forget_handles(home, box_id)
     await _rt(home).remove(box_id, force=bool(force))
     for rec in list(EXECS.values()):
         if rec.home == home and rec.box_id == box_id:
@@ -355,13 +391,17 @@ async def op_delete_box(_blob, home, box_id, force):
 
 
 async def op_start_box(_blob, home, box_id):
-    await (await _box(home, box_id)).start()
-    return None
+    """Starts the box and answers with it (the SDK's start returns once it runs)."""
+    await _use_box(home, box_id, lambda box: box.start())
+    return await op_get_box(None, home, box_id)
 
 
 async def op_stop_box(_blob, home, box_id):
-    # stop() invalidates every handle of the box; nothing here keeps one across it.
-    await (await _box(home, box_id)).stop()
+    # stop() invalidates every handle of the box: the cached ones go.
+    try:
+        await _use_box(home, box_id, lambda box: box.stop())
+    finally:
+        _forget_handles(home, box_id)
     return None
 
 
@@ -472,7 +512,6 @@ async def _kill(execution):
 
 
 async def _start_exec(home, box_id, req):
-    box = await _box(home, box_id)
     cmd = [str(a) for a in req.get("cmd") or []]
     if not cmd:
         raise ValueError("cmd must name a program")
@@ -487,28 +526,50 @@ async def _start_exec(home, box_id, req):
     if timeout is not None and timeout > 0:
         # The guest enforces it too, a little later than our own kill, in case ours is lost.
         kw["timeout_secs"] = float(timeout) + 5.0
-    return await box.exec(cmd[0], **kw), timeout
+    return await _use_box(home, box_id, lambda box: box.exec(cmd[0], **kw)), timeout
+
+
+async def _collect(stream):
+    parts = []
+    if stream is not None:
+        async for chunk in stream:
+            parts.append(chunk.encode("utf-8", "surrogateescape") if isinstance(chunk, str) else bytes(chunk))
+    return b"".join(parts)
 
 
 async def op_exec(_blob, home, box_id, request):
+    """A whole exec in one job: start, then drain both streams, close stdin and wait, all at
+    once (each is a round trip to the SDK's engine; concurrently they cost about one)."""
     execution, timeout = await _start_exec(home, box_id, request)
-    rec = ExecRecord(home, box_id, execution, owned=True)
     stdin = _take(execution, "stdin")
-    if stdin is not None:
-        await _close_stdin(stdin)
-    await rec.run(timeout)
-    if isinstance(rec.error, BaseException):
-        raise rec.error
-    out = b"".join(d for k, d in rec.events if k == "o")
-    err = b"".join(d for k, d in rec.events if k == "e")
-    exit_code = rec.exit if rec.exit is not None else -1
-    if rec.error and not err:
-        err = str(rec.error).encode()
+
+    async def body():
+        return await asyncio.gather(_collect(_take(execution, "stdout")), _collect(_take(execution, "stderr")),
+                                    execution.wait(), _close_stdin(stdin))
+
+    try:
+        if timeout is not None and timeout > 0:
+            try:
+                out, err, result, _ = await asyncio.wait_for(body(), timeout)
+            except asyncio.TimeoutError:
+                await _kill(execution)
+                raise BridgeTimeout("exec", int(timeout * 1000)) from None
+        else:
+            out, err, result, _ = await body()
+    except asyncio.CancelledError:
+        await _kill(execution)
+        raise
+    exit_code = getattr(result, "exit_code", None)
+    message = getattr(result, "error_message", None)
+    if message and exit_code is None and not err:
+        err = str(message).encode()
     return {"stdout": out.decode("utf-8", "replace"), "stderr": err.decode("utf-8", "replace"),
-            "exitCode": exit_code}
+            "exitCode": exit_code if exit_code is not None else -1}
 
 
 async def _close_stdin(stdin):
+    if stdin is None:
+        return
     try:
         await stdin.close()
     except Exception:  # noqa: BLE001
@@ -520,8 +581,7 @@ async def op_exec_open(_blob, home, box_id, request, owned):
     rec = ExecRecord(home, box_id, execution, owned=bool(owned))
     stdin = _take(execution, "stdin")
     if owned:
-        if stdin is not None:
-            await _close_stdin(stdin)
+        await _close_stdin(stdin)
     else:
         rec.stdin = stdin
     EXECS[rec.id] = rec
@@ -605,17 +665,16 @@ async def op_exec_resize(_blob, home, box_id, exec_id, cols, rows):
 
 
 async def op_copy_in(_blob, home, box_id, host_dir, dest):
-    box = await _box(home, box_id)
     # `SRC/.` copies the directory's contents; a trailing `/` makes `dest` a directory.
     target = dest if dest.endswith("/") else dest + "/"
-    await box.copy_in(os.path.join(host_dir, "."), target, sdk.CopyOptions(recursive=True, overwrite=True))
+    options = sdk.CopyOptions(recursive=True, overwrite=True)
+    await _use_box(home, box_id, lambda box: box.copy_in(os.path.join(host_dir, "."), target, options))
     return None
 
 
 async def op_copy_out(_blob, home, box_id, src, host_dir):
-    box = await _box(home, box_id)
-    await box.copy_out(src, host_dir.rstrip("/") + "/", sdk.CopyOptions(recursive=True, overwrite=True,
-                                                                      follow_symlinks=False))
+    options = sdk.CopyOptions(recursive=True, overwrite=True, follow_symlinks=False)
+    await _use_box(home, box_id, lambda box: box.copy_out(src, host_dir.rstrip("/") + "/", options))
     return None
 
 
@@ -643,12 +702,13 @@ async def _stopped(home, box_id, action):
     status = await _status(home, box_id)
     was_running = status in ("running", "starting")
     if was_running:
-        await (await _box(home, box_id)).stop()
+        await op_stop_box(None, home, box_id)
     try:
         return await action(await _box(home, box_id))
     finally:
+        _forget_handles(home, box_id)  # a snapshot restore replaces the box's state
         if was_running:
-            await (await _box(home, box_id)).start()
+            await _use_box(home, box_id, lambda box: box.start())
 
 
 async def op_snapshot_create(_blob, home, box_id, name):
@@ -672,21 +732,18 @@ async def op_snapshot_restore(_blob, home, box_id, name):
 
 
 async def op_snapshot_delete(_blob, home, box_id, name):
-    box = await _box(home, box_id)
-    await box.snapshot.remove(name)
+    await _use_box(home, box_id, lambda box: box.snapshot.remove(name))
     return None
 
 
 async def op_clone_box(_blob, home, box_id, name):
-    box = await _box(home, box_id)
-    clone = await box.clone_box(options=sdk.CloneOptions(), name=name)
+    clone = await _use_box(home, box_id, lambda box: box.clone_box(options=sdk.CloneOptions(), name=name))
     info = await _rt(home).get_info(clone.id)
     return _record(info if info is not None else await clone.info())
 
 
 async def op_export_box(_blob, home, box_id, dest_dir):
-    box = await _box(home, box_id)
-    path = await box.export(options=sdk.ExportOptions(), dest=dest_dir)
+    path = await _use_box(home, box_id, lambda box: box.export(options=sdk.ExportOptions(), dest=dest_dir))
     return str(path)
 
 
@@ -730,7 +787,7 @@ async def op_metrics(_blob, home):
 
 
 async def op_box_metrics(_blob, home, box_id):
-    return _fields(await (await _box(home, box_id)).metrics(), BOX_METRICS)
+    return _fields(await _use_box(home, box_id, lambda box: box.metrics()), BOX_METRICS)
 
 
 async def op_echo(blob, value, delay_ms=0):

@@ -3,8 +3,9 @@
 //! Python is initialised on a thread that then parks forever (so Python never counts the
 //! loop thread as its main thread and never takes Node's signals), and one `py-asyncio` thread
 //! runs a persistent asyncio loop. Callers never take the GIL: a job goes into a queue, one
-//! byte on a socketpair wakes the loop, and the result comes back on a oneshot channel as plain
-//! data (JSON text and bytes).
+//! byte on a socketpair wakes the loop, and the result comes back as plain data (JSON text and
+//! bytes), either on a oneshot channel (`call`) or to a callback run on the loop thread itself
+//! (`submit_with`: a JS promise settled from there skips a hop through a tokio thread).
 
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString};
@@ -264,11 +265,34 @@ fn load_global(path: &Path) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Jobs
 
+/// What a job's outcome is handed to, on the loop thread; it must not block.
+pub type JobDone = Box<dyn FnOnce(std::result::Result<Reply, PyFailure>) + Send>;
+
 struct Job {
   op: &'static str,
   args: String,
   blob: Option<Bytes>,
-  reply: oneshot::Sender<std::result::Result<Reply, PyFailure>>,
+  reply: Once,
+}
+
+/// A job's `JobDone`, called exactly once: with the outcome, or with an error if the job is
+/// dropped unanswered (the loop thread died), so no caller waits forever.
+struct Once(Option<JobDone>);
+
+impl Once {
+  fn send(mut self, outcome: std::result::Result<Reply, PyFailure>) {
+    if let Some(done) = self.0.take() {
+      done(outcome);
+    }
+  }
+}
+
+impl Drop for Once {
+  fn drop(&mut self) {
+    if let Some(done) = self.0.take() {
+      done(Err(PyFailure::bridge("the Python loop thread dropped the job")));
+    }
+  }
 }
 
 struct Queue {
@@ -316,7 +340,7 @@ fn take_jobs(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
 /// The completion callback of one job; converts the outcome to plain data on the loop thread.
 #[pyclass(frozen)]
 struct Done {
-  reply: Mutex<Option<oneshot::Sender<std::result::Result<Reply, PyFailure>>>>,
+  reply: Mutex<Option<Once>>,
 }
 
 #[pymethods]
@@ -327,9 +351,8 @@ impl Done {
     } else {
       Err(PyFailure::from_python(payload))
     };
-    if let Some(tx) = self.reply.lock().unwrap_or_else(|p| p.into_inner()).take() {
-      // The caller may have gone away (a dropped future); nothing to do then.
-      let _ = tx.send(outcome);
+    if let Some(reply) = self.reply.lock().unwrap_or_else(|p| p.into_inner()).take() {
+      reply.send(outcome);
     }
   }
 }
@@ -564,25 +587,33 @@ impl Engine {
     blob: Option<Bytes>,
   ) -> std::result::Result<Reply, PyFailure> {
     let (tx, rx) = oneshot::channel();
-    self.submit(Job {
+    self.submit_with(
       op,
-      args: args.to_string(),
+      args,
       blob,
-      reply: tx,
-    });
+      Box::new(move |outcome| {
+        // The caller may have gone away (a dropped future); nothing to do then.
+        let _ = tx.send(outcome);
+      }),
+    );
     rx.await
       .unwrap_or_else(|_| Err(PyFailure::bridge("the Python loop thread dropped the job")))
   }
 
-  /// Submits `op` without waiting for (or caring about) its outcome; usable from `Drop`.
-  pub fn call_detached(&self, op: &'static str, args: Value) {
-    let (tx, _rx) = oneshot::channel();
+  /// Submits `op`; `done` gets its outcome on the loop thread (holding the GIL: it must be quick
+  /// and must not block).
+  pub fn submit_with(&self, op: &'static str, args: Value, blob: Option<Bytes>, done: JobDone) {
     self.submit(Job {
       op,
       args: args.to_string(),
-      blob: None,
-      reply: tx,
+      blob,
+      reply: Once(Some(done)),
     });
+  }
+
+  /// Submits `op` without waiting for (or caring about) its outcome; usable from `Drop`.
+  pub fn call_detached(&self, op: &'static str, args: Value) {
+    self.submit_with(op, args, None, Box::new(drop));
   }
 
   fn submit(&self, job: Job) {

@@ -26,8 +26,8 @@ pub use convert::{kind_of, Kind, PyFailure, EXCEPTION_KINDS};
 pub use engine::{probe, Probe, MIN_PYTHON};
 
 use crate::client::{
-  BoxClient, BoxRecord, ByteStream, CreateBoxParams, ExecEvent, ExecEventStream, ExecOutput, ExecRequest,
-  Execution, Snapshot,
+  BoxClient, BoxRecord, ByteStream, CreateBoxParams, ExecDone, ExecEvent, ExecEventStream, ExecOutput,
+  ExecRequest, Execution, Snapshot,
 };
 use crate::config::LocalConfig;
 use crate::error::{Error, Result};
@@ -358,11 +358,16 @@ impl BoxClient for LocalClient {
   }
 
   async fn start_box(&self, box_id: &str) -> Result<()> {
+    self.start_box_record(box_id).await.map(drop)
+  }
+
+  async fn start_box_record(&self, box_id: &str) -> Result<Option<BoxRecord>> {
     validate_id("boxId", box_id)?;
     self
       .call("start_box", "box", box_id, json!({"box_id": box_id}), None)
-      .await
-      .map(drop)
+      .await?
+      .parse("box")
+      .map(Some)
   }
 
   async fn stop_box(&self, box_id: &str) -> Result<()> {
@@ -380,6 +385,49 @@ impl BoxClient for LocalClient {
       .call("exec", "box", box_id, args, None)
       .await?
       .parse("exec result")
+  }
+
+  fn exec_now(
+    &self,
+    box_id: &str,
+    request: ExecRequest,
+    done: ExecDone,
+  ) -> std::result::Result<(), ExecDone> {
+    // Before the first job (interpreter start, runtime acquire) or after dispose: the async path.
+    let Some(engine) = self
+      .session
+      .get()
+      .copied()
+      .filter(|_| !self.disposed.load(Ordering::SeqCst))
+    else {
+      return Err(done);
+    };
+    let args = match validate_id("boxId", box_id).and_then(|()| exec_args(&request)) {
+      Ok(request) => json!({"box_id": box_id, "request": request, "home": self.home}),
+      Err(error) => {
+        done(Err(error));
+        return Ok(());
+      }
+    };
+    let box_id = box_id.to_string();
+    engine.submit_with(
+      "exec",
+      args,
+      None,
+      Box::new(move |outcome| {
+        let ctx = Ctx {
+          operation: "exec",
+          what: "box",
+          id: &box_id,
+        };
+        done(
+          outcome
+            .map_err(|f| to_error(f, ctx))
+            .and_then(|reply| reply.parse("exec result")),
+        );
+      }),
+    );
+    Ok(())
   }
 
   async fn exec_stream(&self, box_id: &str, request: ExecRequest) -> Result<ExecEventStream> {

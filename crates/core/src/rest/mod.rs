@@ -675,13 +675,23 @@ impl BoxClient for RestClient {
   }
 
   async fn start_box(&self, box_id: &str) -> Result<()> {
+    self.start_box_record(box_id).await.map(drop)
+  }
+
+  async fn start_box_record(&self, box_id: &str) -> Result<Option<BoxRecord>> {
     let route = self.inner.route().await?;
     let result = self
       .inner
       .transport
-      .empty(&route.lifecycle(box_id, "start"), Payload::None)
+      .json(&route.lifecycle(box_id, "start"), Payload::None)
       .await;
-    already_there(result, "BOX_ALREADY_RUNNING")
+    match result {
+      // Every dialect answers a start with the box (server-apis.md); anything else: poll.
+      Ok(value) => Ok(wire::parse_box(&value)),
+      // The box started; only its answer was unreadable.
+      Err(Error::Protocol { .. }) => Ok(None),
+      Err(error) => already_there(Err(error), "BOX_ALREADY_RUNNING").map(|()| None),
+    }
   }
 
   async fn stop_box(&self, box_id: &str) -> Result<()> {

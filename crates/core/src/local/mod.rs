@@ -410,6 +410,7 @@ impl BoxClient for LocalClient {
       }
     };
     let box_id = box_id.to_string();
+    let began = std::time::Instant::now();
     engine.submit_with(
       "exec",
       args,
@@ -420,11 +421,16 @@ impl BoxClient for LocalClient {
           what: "box",
           id: &box_id,
         };
-        done(
-          outcome
-            .map_err(|f| to_error(f, ctx))
-            .and_then(|reply| reply.parse("exec result")),
-        );
+        let result = outcome
+          .map_err(|f| to_error(f, ctx))
+          .and_then(|reply| reply.parse("exec result"));
+        // The same diagnostics as `call` gives every other SDK call.
+        let (op, id, ms) = ("exec", &box_id, crate::diag::ms(began));
+        match &result {
+          Ok(_) => tracing::debug!(%op, %id, %ms, "sdk call"),
+          Err(e) => tracing::debug!(%op, %id, %ms, error = %e, "sdk call failed"),
+        }
+        done(result);
       }),
     );
     Ok(())

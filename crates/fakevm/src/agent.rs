@@ -772,18 +772,27 @@ impl boxlite_shared::Files for Agent {
           .await
           .map_err(|e| Status::internal(format!("failed to create temp file: {e}")))?;
         let mut bytes = bytes;
+        let mut total = 0usize;
         while let Some(chunk) = bytes.next().await {
           let chunk = chunk.map_err(|e| Status::internal(e.to_string()))?;
+          total += chunk.len();
           tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
             .await
             .map_err(|e| Status::internal(format!("failed to write temp file: {e}")))?;
         }
         drop(file);
+        eprintln!(
+          "boxlite-fakevm: box {}: upload spooled {total} bytes",
+          self.0.box_id
+        );
         let r = boxlite_shared::tar::unpack(spool.clone(), dest, opts(force_directory)).await;
         let _ = tokio::fs::remove_file(&spool).await;
         r
       }
     };
+    if let Err(e) = &result {
+      eprintln!("boxlite-fakevm: box {}: upload failed: {e}", self.0.box_id);
+    }
     result.map_err(|e| Status::internal(e.to_string()))?;
     Ok(Response::new(UploadResponse {
       success: true,

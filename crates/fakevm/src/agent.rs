@@ -780,6 +780,11 @@ impl boxlite_shared::Files for Agent {
             .await
             .map_err(|e| Status::internal(format!("failed to write temp file: {e}")))?;
         }
+        // tokio's File hands writes to a blocking thread: without this flush the unpack below
+        // could read the spool before its last bytes land (an empty tar: nothing extracted).
+        tokio::io::AsyncWriteExt::flush(&mut file)
+          .await
+          .map_err(|e| Status::internal(format!("failed to flush temp file: {e}")))?;
         drop(file);
         eprintln!(
           "boxlite-fakevm: box {}: upload spooled {total} bytes",

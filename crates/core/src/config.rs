@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::rest::Dialect;
 
 /// The interpreter local mode uses when `pythonPath` is not given (as in the original).
 pub const DEFAULT_PYTHON_PATH: &str = "python3";
@@ -68,30 +69,6 @@ impl AdapterConfig {
   }
 }
 
-/// Which REST dialect a server speaks; `Auto` detects it on first use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DialectChoice {
-  Auto,
-  /// BoxLite REST API of the SSE era (OAuth2 token endpoint, SSE exec output).
-  BoxliteSse,
-  /// Current BoxLite REST API (opaque bearer, `/v1/me`, WebSocket attach).
-  BoxliteCurrent,
-  /// BoxRun (colon actions, exec events with `seq`).
-  Boxrun,
-}
-
-impl DialectChoice {
-  fn parse(text: &str) -> Option<Self> {
-    Some(match text {
-      "auto" => DialectChoice::Auto,
-      "sse" | "boxlite-sse" => DialectChoice::BoxliteSse,
-      "current" | "boxlite" | "boxlite-current" => DialectChoice::BoxliteCurrent,
-      "boxrun" => DialectChoice::Boxrun,
-      _ => return None,
-    })
-  }
-}
-
 /// A credential that never prints: `Debug` and `Display` show `[REDACTED]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -136,7 +113,9 @@ pub struct RemoteConfig {
   /// Tenant prefix; `None` means "what the dialect needs" (discovered or defaulted).
   pub prefix: Option<String>,
   pub auth: Auth,
-  pub dialect: DialectChoice,
+  /// The dialects the `dialect` option allows; the first call detects which one the server
+  /// speaks among them (`auto`: all).
+  pub dialects: &'static [Dialect],
 }
 
 impl RemoteConfig {
@@ -176,9 +155,9 @@ impl RemoteConfig {
       }
       (None, None, None) => Auth::None,
     };
-    let dialect = match optional_string(object, "dialect")? {
-      None => DialectChoice::Auto,
-      Some(text) => DialectChoice::parse(&text).ok_or_else(|| {
+    let dialects = match optional_string(object, "dialect")? {
+      None => Dialect::ALL,
+      Some(text) => Dialect::allowed_by(&text).ok_or_else(|| {
         Error::invalid_config(
           "config.dialect",
           format!("must be 'auto', 'sse', 'current' or 'boxrun', got '{text}'"),
@@ -189,7 +168,7 @@ impl RemoteConfig {
       api_url,
       prefix,
       auth,
-      dialect,
+      dialects,
     })
   }
 
@@ -441,19 +420,19 @@ mod tests {
   }
 
   #[test]
-  fn dialect_option_accepts_the_three_dialects() {
+  fn dialect_option_accepts_auto_sse_current_and_boxrun() {
     for (text, expected) in [
-      ("auto", DialectChoice::Auto),
-      ("sse", DialectChoice::BoxliteSse),
-      ("current", DialectChoice::BoxliteCurrent),
-      ("boxrun", DialectChoice::Boxrun),
+      ("auto", Dialect::ALL),
+      ("sse", &[Dialect::SseRef, Dialect::SseServe][..]),
+      ("current", &[Dialect::Current][..]),
+      ("boxrun", &[Dialect::Boxrun][..]),
     ] {
       let AdapterConfig::Remote(remote) =
         AdapterConfig::parse(&json!({"apiUrl": "http://h:1", "dialect": text})).unwrap()
       else {
         panic!()
       };
-      assert_eq!(remote.dialect, expected);
+      assert_eq!(remote.dialects, expected);
     }
     assert!(error_of(json!({"apiUrl": "http://h:1", "dialect": "grpc"})).starts_with("config.dialect"));
   }

@@ -13,7 +13,7 @@ async fn auto_detects_each_dialect_with_or_without_a_trailing_slash() {
   let cases: Vec<(Vec<&str>, Dialect, Option<&str>)> = vec![
     (
       vec!["--dialect", "sse", "--auth", "client-credentials"],
-      Dialect::Sse,
+      Dialect::SseRef,
       Some("default"),
     ),
     (
@@ -27,12 +27,12 @@ async fn auto_detects_each_dialect_with_or_without_a_trailing_slash() {
         "--prefix",
         "default",
       ],
-      Dialect::Sse,
+      Dialect::SseServe,
       Some("default"),
     ),
     (
       vec!["--dialect", "sse", "--auth", "none"],
-      Dialect::Sse,
+      Dialect::SseRef,
       Some("default"),
     ),
     (

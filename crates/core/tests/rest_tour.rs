@@ -13,10 +13,11 @@ use futures_util::StreamExt;
 use rest_common::*;
 use serde_json::json;
 
-/// `evicting`: the SSE-era `boxlite serve`, which forgets an execution once its output is
+/// On `sse-serve` (the SSE-era `boxlite serve`) an execution is forgotten once its output is
 /// opened (stdin and signals must come first there).
-async fn tour(client: &RestClient, dialect: Dialect, evicting: bool) {
+async fn tour(client: &RestClient, dialect: Dialect) {
   assert_eq!(client.dialect().await.unwrap(), dialect);
+  let evicting = dialect == Dialect::SseServe;
   let boxlite = dialect != Dialect::Boxrun;
 
   let config = client.get_config().await.expect("getConfig");
@@ -392,7 +393,7 @@ async fn tour(client: &RestClient, dialect: Dialect, evicting: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_dialect_with_client_credentials_serves_every_method() {
   let tb = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await;
-  tour(&tb.client(json!({})), Dialect::Sse, false).await;
+  tour(&tb.client(json!({})), Dialect::SseRef).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,19 +409,19 @@ async fn sse_dialect_of_boxlite_serve_with_lf_framing_and_default_prefix_serves_
     "default",
   ])
   .await;
-  tour(&tb.client(json!({"dialect": "sse"})), Dialect::Sse, true).await;
+  tour(&tb.client(json!({"dialect": "sse"})), Dialect::SseServe).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_dialect_without_auth_serves_every_method() {
   let tb = Testbed::start(&["--dialect", "sse", "--auth", "none"]).await;
-  tour(&tb.client(json!({"prefix": "tenant-1"})), Dialect::Sse, false).await;
+  tour(&tb.client(json!({"prefix": "tenant-1"})), Dialect::SseRef).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn current_dialect_with_token_serves_every_method() {
   let tb = Testbed::start(&["--dialect", "current", "--auth", "token"]).await;
-  tour(&tb.client(json!({})), Dialect::Current, false).await;
+  tour(&tb.client(json!({})), Dialect::Current).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -438,11 +439,11 @@ async fn current_dialect_with_discovered_prefix_serves_every_method() {
   .await;
   let client = tb.client(json!({}));
   assert_eq!(client.prefix().await.unwrap().as_deref(), Some("us-east/team-42"));
-  tour(&client, Dialect::Current, false).await;
+  tour(&client, Dialect::Current).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boxrun_dialect_serves_every_method_it_has_and_refuses_the_rest() {
   let tb = Testbed::start(&["--dialect", "boxrun"]).await;
-  tour(&tb.client(json!({})), Dialect::Boxrun, false).await;
+  tour(&tb.client(json!({})), Dialect::Boxrun).await;
 }

@@ -12,8 +12,9 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use super::events::collect;
-use super::request::Route;
-use super::{ws, Inner};
+use super::exec::Executor;
+use super::request::{Route, Spec};
+use super::{wire, ws};
 use crate::client::{ByteStream, ExecEvent, ExecRequest};
 use crate::error::{Error, Result};
 
@@ -30,7 +31,7 @@ async fn send_within(
   sink: &mut ws::WsSink,
   frame: tokio_tungstenite::tungstenite::Message,
   idle: Duration,
-  spec: &super::request::Spec,
+  spec: &Spec,
 ) -> Result<()> {
   match tokio::time::timeout(idle, ws::send(sink, vec![frame], spec)).await {
     Ok(result) => result,
@@ -48,7 +49,7 @@ fn watch_silence(
   events: impl futures_core::Stream<Item = Result<ExecEvent>> + Send + 'static,
   progress: Arc<Mutex<Instant>>,
   idle: Duration,
-  spec: &super::request::Spec,
+  spec: &Spec,
 ) -> ByteEvents {
   let (method, path) = (spec.method.to_string(), spec.path.clone());
   Box::pin(futures_util::stream::unfold(
@@ -96,62 +97,61 @@ pub(super) fn extract_command(path: &str, gzip: bool) -> ExecRequest {
   }
 }
 
-impl Inner {
-  pub(super) async fn attach_upload(
-    self: &Arc<Self>,
-    route: &Route,
-    box_id: &str,
-    path: &str,
-    tar: ByteStream,
-  ) -> Result<()> {
-    let (gzip, mut tar) = crate::archive::sniff_gzip(tar).await?;
-    let request = extract_command(path, gzip);
-    let execution = self.start_exec(route, box_id, &request).await?;
-    let mut guard = self.kill_on_drop(route, box_id, &execution.id);
-    let spec = route.exec_output(box_id, &execution.id);
-    let (mut sink, source) = self.attach(&spec).await?;
-    let idle = self.transport.tuning.stream_idle_timeout;
-    // While a large archive goes up, the server may send nothing (not even pings, when it is
-    // busy feeding `tar`): accepted writes prove the connection alive, so the silence limit
-    // counts from the last frame in *or* out.
-    let progress = Arc::new(Mutex::new(Instant::now()));
-    let events = watch_silence(
-      ws::events(source, UPLOAD_SILENCE_CAP, &spec, None),
-      progress.clone(),
-      idle,
-      &spec,
-    );
-    let send = async {
-      while let Some(chunk) = tar.next().await {
-        let mut chunk: Bytes = chunk?;
-        while !chunk.is_empty() {
-          let piece = chunk.split_to(chunk.len().min(STDIN_FRAME_BYTES));
-          send_within(&mut sink, ws::stdin_frame(piece), idle, &spec).await?;
-          *progress.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        }
+/// Unpacks `tar` into `path` by piping it into `tar -x` over an exec's attach socket.
+pub(super) async fn upload(
+  executor: &Arc<Executor>,
+  route: &Route,
+  box_id: &str,
+  path: &str,
+  tar: ByteStream,
+) -> Result<()> {
+  let (gzip, mut tar) = crate::archive::sniff_gzip(tar).await?;
+  let request = extract_command(path, gzip);
+  let execution = executor.start(route, box_id, &request).await?;
+  let mut guard = executor.kill_on_drop(route, box_id, &execution.id);
+  let spec = route.profile().output(route, box_id, &execution.id);
+  let (mut sink, source) = executor.attach(&spec).await?;
+  let idle = executor.transport.tuning.stream_idle_timeout;
+  // While a large archive goes up, the server may send nothing (not even pings, when it is
+  // busy feeding `tar`): accepted writes prove the connection alive, so the silence limit
+  // counts from the last frame in *or* out.
+  let progress = Arc::new(Mutex::new(Instant::now()));
+  let events = watch_silence(
+    ws::events(source, UPLOAD_SILENCE_CAP, &spec, None),
+    progress.clone(),
+    idle,
+    &spec,
+  );
+  let send = async {
+    while let Some(chunk) = tar.next().await {
+      let mut chunk: Bytes = chunk?;
+      while !chunk.is_empty() {
+        let piece = chunk.split_to(chunk.len().min(STDIN_FRAME_BYTES));
+        send_within(&mut sink, ws::stdin_frame(piece), idle, &spec).await?;
+        *progress.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
       }
-      send_within(&mut sink, ws::stdin_eof_frame(), idle, &spec).await
-    };
-    let (sent, output) = tokio::join!(send, collect(events));
-    drop(sink);
-    let output = match output {
-      Ok(output) => output,
-      Err(error) => return Err(sent.err().unwrap_or(error)),
-    };
-    guard.disarm();
-    match output.exit_code {
-      // `tar` stops reading at the end-of-archive blocks, so a write failing after that (the
-      // padding of the last record) changes nothing.
-      0 => Ok(()),
-      // The command's own failure explains a broken stdin better than the write error.
-      code => Err(Error::InvalidArgument {
-        argument: "path".into(),
-        problem: format!(
-          "unpacking the archive into '{path}' failed in the box (exit {code}): {}",
-          super::wire::excerpt(output.stderr.trim().as_bytes())
-        ),
-      }),
     }
+    send_within(&mut sink, ws::stdin_eof_frame(), idle, &spec).await
+  };
+  let (sent, output) = tokio::join!(send, collect(events));
+  drop(sink);
+  let output = match output {
+    Ok(output) => output,
+    Err(error) => return Err(sent.err().unwrap_or(error)),
+  };
+  guard.disarm();
+  match output.exit_code {
+    // `tar` stops reading at the end-of-archive blocks, so a write failing after that (the
+    // padding of the last record) changes nothing.
+    0 => Ok(()),
+    // The command's own failure explains a broken stdin better than the write error.
+    code => Err(Error::InvalidArgument {
+      argument: "path".into(),
+      problem: format!(
+        "unpacking the archive into '{path}' failed in the box (exit {code}): {}",
+        wire::excerpt(output.stderr.trim().as_bytes())
+      ),
+    }),
   }
 }
 

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
+use super::dialect::{download_file, upload_file};
+use super::exec::{spawn_cleanup, Executor};
 use super::request::{Route, Spec};
 use super::transport::Payload;
-use super::Inner;
 use crate::client::ByteStream;
 use crate::error::Result;
 
@@ -22,126 +23,127 @@ const BOXRUN_UPLOAD_PART_BYTES: usize = 1024 * 1024;
 /// is a tmpfs that file copies cannot see).
 const BOXRUN_STAGING_DIR: &str = "/var/tmp";
 
-impl Inner {
-  pub(super) async fn boxrun_upload(
-    self: &Arc<Self>,
-    route: &Route,
-    box_id: &str,
-    path: &str,
-    mut tar: ByteStream,
-  ) -> Result<()> {
-    let staging = staging_dir();
-    self
-      .run(
-        route,
-        box_id,
-        &["mkdir", "-p", "--", &staging],
-        "preparing the upload",
-      )
-      .await?;
-    let spec = route.upload_file(box_id);
-    let mut part = BytesMut::with_capacity(BOXRUN_UPLOAD_PART_BYTES);
-    let mut index = 0usize;
-    let mut gzip = None;
-    let result: Result<()> = async {
-      loop {
-        let chunk = tar.next().await.transpose()?;
-        if let Some(chunk) = &chunk {
-          if gzip.is_none() && !chunk.is_empty() {
-            gzip = Some(chunk.len() >= 2 && chunk[0] == 0x1f && chunk[1] == 0x8b);
-          }
-          let mut rest = chunk.clone();
-          while !rest.is_empty() {
-            let take = rest.len().min(BOXRUN_UPLOAD_PART_BYTES - part.len());
-            part.extend_from_slice(&rest.split_to(take));
-            if part.len() == BOXRUN_UPLOAD_PART_BYTES {
-              self
-                .upload_part(&spec, &staging, index, part.split().freeze())
-                .await?;
-              index += 1;
-            }
-          }
-        } else {
-          if !part.is_empty() {
-            self
-              .upload_part(&spec, &staging, index, part.split().freeze())
-              .await?;
-          }
-          return Ok(());
+/// Unpacks `tar` into `path`: staged in parts, then `tar -x` in the box.
+pub(super) async fn upload(
+  executor: &Arc<Executor>,
+  route: &Route,
+  box_id: &str,
+  path: &str,
+  mut tar: ByteStream,
+) -> Result<()> {
+  let staging = staging_dir();
+  executor
+    .run(
+      route,
+      box_id,
+      &["mkdir", "-p", "--", &staging],
+      "preparing the upload",
+    )
+    .await?;
+  let spec = upload_file(route, box_id);
+  let mut part = BytesMut::with_capacity(BOXRUN_UPLOAD_PART_BYTES);
+  let mut index = 0usize;
+  let mut gzip = None;
+  let result: Result<()> = async {
+    loop {
+      let chunk = tar.next().await.transpose()?;
+      if let Some(chunk) = &chunk {
+        if gzip.is_none() && !chunk.is_empty() {
+          gzip = Some(chunk.len() >= 2 && chunk[0] == 0x1f && chunk[1] == 0x8b);
         }
+        let mut rest = chunk.clone();
+        while !rest.is_empty() {
+          let take = rest.len().min(BOXRUN_UPLOAD_PART_BYTES - part.len());
+          part.extend_from_slice(&rest.split_to(take));
+          if part.len() == BOXRUN_UPLOAD_PART_BYTES {
+            upload_part(executor, &spec, &staging, index, part.split().freeze()).await?;
+            index += 1;
+          }
+        }
+      } else {
+        if !part.is_empty() {
+          upload_part(executor, &spec, &staging, index, part.split().freeze()).await?;
+        }
+        return Ok(());
       }
     }
-    .await;
-    if let Err(e) = result {
-      let _ = self
-        .run(route, box_id, &["rm", "-rf", "--", &staging], "cleaning up")
-        .await;
-      return Err(e);
-    }
-    let flags = if gzip == Some(true) { "-xzf" } else { "-xf" };
-    let script = format!(
-      r#"mkdir -p -- "$1" && cat "$2"/part-* | tar {flags} - -C "$1"; s=$?; rm -rf -- "$2"; exit $s"#
-    );
-    self
-      .run(
-        route,
-        box_id,
-        &["sh", "-c", &script, "sh", path, &staging],
-        "unpacking the upload",
-      )
-      .await?;
-    Ok(())
   }
+  .await;
+  if let Err(e) = result {
+    let _ = executor
+      .run(route, box_id, &["rm", "-rf", "--", &staging], "cleaning up")
+      .await;
+    return Err(e);
+  }
+  let flags = if gzip == Some(true) { "-xzf" } else { "-xf" };
+  let script =
+    format!(r#"mkdir -p -- "$1" && cat "$2"/part-* | tar {flags} - -C "$1"; s=$?; rm -rf -- "$2"; exit $s"#);
+  executor
+    .run(
+      route,
+      box_id,
+      &["sh", "-c", &script, "sh", path, &staging],
+      "unpacking the upload",
+    )
+    .await?;
+  Ok(())
+}
 
-  async fn upload_part(&self, spec: &Spec, staging: &str, index: usize, bytes: Bytes) -> Result<()> {
-    let len = bytes.len() as u64;
-    let file =
-      reqwest::multipart::Part::stream_with_length(reqwest::Body::from(bytes), len).file_name("part");
-    let form = reqwest::multipart::Form::new()
-      .text("dest", format!("{staging}/part-{index:06}"))
-      .part("file", file);
-    self.transport.empty(spec, Payload::Multipart(form)).await
-  }
+async fn upload_part(
+  executor: &Executor,
+  spec: &Spec,
+  staging: &str,
+  index: usize,
+  bytes: Bytes,
+) -> Result<()> {
+  let len = bytes.len() as u64;
+  let file = reqwest::multipart::Part::stream_with_length(reqwest::Body::from(bytes), len).file_name("part");
+  let form = reqwest::multipart::Form::new()
+    .text("dest", format!("{staging}/part-{index:06}"))
+    .part("file", file);
+  executor.transport.empty(spec, Payload::Multipart(form)).await
+}
 
-  pub(super) async fn boxrun_download(
-    self: &Arc<Self>,
-    route: &Route,
-    box_id: &str,
-    path: &str,
-  ) -> Result<ByteStream> {
-    let (parent, name) = split_path(path);
-    let staging = staging_dir();
-    let archive = format!("{staging}/archive.tar");
-    let script = r#"mkdir -p -- "$3" && tar -cf "$3/archive.tar" -C "$1" -- "$2""#;
-    if let Err(e) = self
-      .run(
-        route,
-        box_id,
-        &["sh", "-c", script, "sh", &parent, &name, &staging],
-        "archiving",
-      )
-      .await
-    {
-      let _ = self
-        .run(route, box_id, &["rm", "-rf", "--", &staging], "cleaning up")
-        .await;
-      return Err(e);
-    }
-    let cleanup = StagingCleanup {
-      inner: self.clone(),
-      route: route.clone(),
-      box_id: box_id.to_string(),
-      dir: staging,
-      runtime: tokio::runtime::Handle::try_current().ok(),
-    };
-    let spec = route.download_file(box_id, &archive);
-    let response = self.transport.send(&spec, Payload::None).await?;
-    let body = self.transport.body_stream(&spec, response);
-    Ok(Box::pin(body.map(move |item| {
-      let _keep = &cleanup;
-      item
-    })))
+/// A tar of `path`: archived in the box, then fetched as one file; the staging directory goes
+/// when the stream ends or is dropped.
+pub(super) async fn download(
+  executor: &Arc<Executor>,
+  route: &Route,
+  box_id: &str,
+  path: &str,
+) -> Result<ByteStream> {
+  let (parent, name) = split_path(path);
+  let staging = staging_dir();
+  let archive = format!("{staging}/archive.tar");
+  let script = r#"mkdir -p -- "$3" && tar -cf "$3/archive.tar" -C "$1" -- "$2""#;
+  if let Err(e) = executor
+    .run(
+      route,
+      box_id,
+      &["sh", "-c", script, "sh", &parent, &name, &staging],
+      "archiving",
+    )
+    .await
+  {
+    let _ = executor
+      .run(route, box_id, &["rm", "-rf", "--", &staging], "cleaning up")
+      .await;
+    return Err(e);
   }
+  let cleanup = StagingCleanup {
+    executor: executor.clone(),
+    route: route.clone(),
+    box_id: box_id.to_string(),
+    dir: staging,
+    runtime: tokio::runtime::Handle::try_current().ok(),
+  };
+  let spec = download_file(route, box_id, &archive);
+  let response = executor.transport.send(&spec, Payload::None).await?;
+  let body = executor.transport.body_stream(&spec, response);
+  Ok(Box::pin(body.map(move |item| {
+    let _keep = &cleanup;
+    item
+  })))
 }
 
 fn staging_dir() -> String {
@@ -172,7 +174,7 @@ fn split_path(path: &str) -> (String, String) {
 
 /// Removes a BoxRun staging directory once its download stream is finished or dropped.
 struct StagingCleanup {
-  inner: Arc<Inner>,
+  executor: Arc<Executor>,
   route: Route,
   box_id: String,
   dir: String,
@@ -182,12 +184,12 @@ struct StagingCleanup {
 
 impl Drop for StagingCleanup {
   fn drop(&mut self) {
-    let inner = self.inner.clone();
+    let executor = self.executor.clone();
     let route = self.route.clone();
     let box_id = std::mem::take(&mut self.box_id);
     let dir = std::mem::take(&mut self.dir);
-    super::spawn_cleanup(&self.runtime, async move {
-      let _ = inner
+    spawn_cleanup(&self.runtime, async move {
+      let _ = executor
         .run(&route, &box_id, &["rm", "-rf", "--", &dir], "cleaning up")
         .await;
     });

@@ -1,23 +1,27 @@
-//! The only module that sends HTTP: one pooled reqwest client per adapter (rustls with the ring
-//! provider), the bearer (static, or an OAuth2 token cached and refreshed, with one transparent
-//! retry after a 401), bounded retries with backoff, timeouts, redirects kept on the configured
-//! origin, and the mapping of every failure onto `Error` with method and path but never a
-//! query string or a credential.
+//! The only module that talks to servers: every HTTP attempt goes through `Transport::dispatch`
+//! and every WebSocket through `Transport::open_websocket`. One pooled reqwest client per
+//! adapter (rustls with the ring provider), the bearer (static, or an OAuth2 token cached and
+//! refreshed, with one transparent retry after a 401), bounded retries with backoff, timeouts,
+//! redirects kept on the configured origin, and the mapping of every failure onto `Error` with
+//! method and path but never a query string or a credential.
 
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_core::Stream;
 use futures_util::{StreamExt, TryStreamExt};
-use reqwest::{header, redirect, Method, StatusCode};
+use reqwest::{header, redirect, StatusCode};
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+use tokio_tungstenite::Connector;
 use url::Url;
 
 use super::auth::{self, CachedToken};
-use super::request::{Body, Deadline, Dialect, Route, Spec};
-use super::wire;
+use super::body::{
+  chain, content_type, idle_bounded, parse_json_body, read_capped, track, watchdog, Progress, Stall,
+};
+use super::request::{self, Body, Deadline, Spec};
+use super::{wire, ws};
 use crate::client::ByteStream;
 use crate::config::{Auth, RemoteConfig, Secret};
 use crate::error::{ApiError, Error, Result};
@@ -41,6 +45,9 @@ pub const RETRY_MAX_DELAY: Duration = Duration::from_secs(2);
 pub const MAX_REDIRECTS: usize = 5;
 /// Error bodies are read up to this size before being parsed (and cut to 4 KiB for display).
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// A WebSocket upgrade must complete in this time; a server that accepts TCP but never
+/// answers the upgrade would otherwise hold the call forever.
+pub const WS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Timing knobs, defaulting to the constants above; tests shorten them.
 #[derive(Debug, Clone)]
@@ -162,10 +169,6 @@ impl Transport {
     self.api_url.path()
   }
 
-  pub fn ws_tls(&self) -> Arc<rustls::ClientConfig> {
-    self.ws_tls.clone()
-  }
-
   pub fn uses_client_credentials(&self) -> bool {
     matches!(self.auth, Auth::ClientCredentials { .. })
   }
@@ -197,8 +200,10 @@ impl Transport {
         if let Some(token) = cached.as_ref().filter(|t| t.is_fresh(Instant::now())) {
           return Ok(Some(token.token.clone()));
         }
-        let spec =
-          Route::new(Dialect::Sse, self.api_path(), None).token(auth::token_form(client_id, client_secret));
+        let spec = request::token(
+          &request::v1(self.api_path()),
+          auth::token_form(client_id, client_secret),
+        );
         // `expiring`: the cached one is due for refresh; otherwise there was none (first use, or
         // dropped after the server refused it).
         let expiring = cached.is_some();
@@ -322,7 +327,8 @@ impl Transport {
       .map_err(|e| self.transport_error(spec, &e))
   }
 
-  /// One attempt. The outer error is a timeout of ours; the inner one reqwest's.
+  /// One HTTP attempt: the only place a request leaves. The outer error is a timeout of ours;
+  /// the inner one reqwest's.
   async fn dispatch(
     &self,
     spec: &Spec,
@@ -572,6 +578,86 @@ impl Transport {
     self.api(api)
   }
 
+  /// Opens the WebSocket of `spec` (an attach path): the only place a WebSocket is opened. The
+  /// URL follows the HTTP one, the bearer goes on the upgrade, the handshake is bounded, and a
+  /// 401 is retried once with a fresh OAuth2 token.
+  pub async fn open_websocket(&self, spec: &Spec) -> Result<(ws::WsSink, ws::WsSource)> {
+    let mut refreshed = false;
+    loop {
+      let bearer = self.bearer().await?;
+      let mut url = self.url(spec);
+      let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+      let _ = url.set_scheme(scheme);
+      let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| Error::Internal(format!("bad WebSocket request: {}", chain(&e))))?;
+      if let Some(token) = &bearer {
+        let mut value = format!("Bearer {}", token.expose())
+          .parse::<tungstenite::http::HeaderValue>()
+          .map_err(|_| Error::InvalidConfig {
+            field: "config.apiToken".into(),
+            problem: "is not a valid header value".into(),
+          })?;
+        value.set_sensitive(true);
+        request
+          .headers_mut()
+          .insert(tungstenite::http::header::AUTHORIZATION, value);
+      }
+      let connector = if scheme == "wss" {
+        Connector::Rustls(self.ws_tls.clone())
+      } else {
+        Connector::Plain
+      };
+      let began = Instant::now();
+      // Through the environment's proxy when it names one for this host (reqwest does the same
+      // for HTTP requests).
+      let connecting = async {
+        let tcp = super::proxy::connect(&url)
+          .await
+          .map_err(tungstenite::Error::Io)?;
+        let _ = tcp.set_nodelay(true);
+        tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(connector)).await
+      };
+      let outcome = match tokio::time::timeout(WS_HANDSHAKE_TIMEOUT, connecting).await {
+        Err(_) => return Err(self.timeout(spec, WS_HANDSHAKE_TIMEOUT)),
+        Ok(outcome) => outcome,
+      };
+      match outcome {
+        Ok((socket, _)) => {
+          tracing::debug!(method = %"GET", path = %spec.path, status = 101, ms = %crate::diag::ms(began), "websocket open");
+          return Ok(socket.split());
+        }
+        Err(tungstenite::Error::Http(response)) => {
+          let status = response.status().as_u16();
+          tracing::debug!(method = %"GET", path = %spec.path, status, ms = %crate::diag::ms(began), "websocket refused");
+          if status == 401 && self.uses_client_credentials() && !refreshed {
+            if let Some(used) = &bearer {
+              self.invalidate(used).await;
+            }
+            refreshed = true;
+            continue;
+          }
+          let body = response.body().clone().unwrap_or_default();
+          return Err(self.api_error_from(spec, status, &body));
+        }
+        Err(e) => {
+          return Err(Error::Transport {
+            method: spec.method.to_string(),
+            path: spec.path.clone(),
+            message: self.redact(&format!("WebSocket attach failed: {}", chain(&e))),
+          })
+        }
+      }
+    }
+  }
+
+  /// A reply that parsed but is not what `spec` answers (`what`), showing its start.
+  pub fn malformed(&self, spec: &Spec, what: &str, value: &Value) -> Error {
+    let shown = wire::excerpt(value.to_string().as_bytes());
+    self.protocol(spec, format!("expected {what}, got: {shown}"))
+  }
+
   pub fn api(&self, api: ApiError) -> Error {
     Error::Api(Box::new(api))
   }
@@ -584,159 +670,9 @@ impl Transport {
   }
 }
 
-struct Progress {
-  last: Instant,
-  done_at: Option<Instant>,
-}
-
-enum Stall {
-  Upload,
-  Reply,
-}
-
-/// Notes when the upload body last moved and when it ended.
-fn track(body: ByteStream, progress: Arc<Mutex<Progress>>) -> ByteStream {
-  let on_chunk = progress.clone();
-  let chunks = body.map(move |item| {
-    on_chunk.lock().unwrap_or_else(|p| p.into_inner()).last = Instant::now();
-    item
-  });
-  let end = futures_util::stream::poll_fn(move |_| {
-    progress.lock().unwrap_or_else(|p| p.into_inner()).done_at = Some(Instant::now());
-    std::task::Poll::Ready(None)
-  });
-  Box::pin(chunks.chain(end))
-}
-
-async fn watchdog(progress: Arc<Mutex<Progress>>, idle: Duration, reply: Duration) -> Stall {
-  let tick = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-  loop {
-    tokio::time::sleep(tick).await;
-    let p = progress.lock().unwrap_or_else(|p| p.into_inner());
-    match p.done_at {
-      None if p.last.elapsed() > idle => return Stall::Upload,
-      Some(done) if done.elapsed() > reply => return Stall::Reply,
-      _ => {}
-    }
-  }
-}
-
-fn content_type(response: &reqwest::Response) -> String {
-  response
-    .headers()
-    .get(header::CONTENT_TYPE)
-    .and_then(|v| v.to_str().ok())
-    .unwrap_or("")
-    .to_string()
-}
-
-/// Parses a JSON reply body; the error text names the content type and shows the body's start.
-pub fn parse_json_body(body: &[u8], content_type: &str) -> std::result::Result<Value, String> {
-  if body.iter().all(u8::is_ascii_whitespace) {
-    return Ok(Value::Null);
-  }
-  serde_json::from_slice(body).map_err(|e| {
-    let kind = if content_type.is_empty() {
-      "no content type".to_string()
-    } else {
-      format!("content type '{content_type}'")
-    };
-    format!(
-      "expected a JSON body, got one that does not parse ({e}; {kind}): {}",
-      wire::excerpt(body)
-    )
-  })
-}
-
-async fn read_capped(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
-  let mut body = Vec::new();
-  while let Ok(Some(chunk)) = response.chunk().await {
-    body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]);
-    if body.len() >= limit {
-      break;
-    }
-  }
-  body
-}
-
-/// The error and its sources, joined, without the URL reqwest would add.
-pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-  let mut parts = Vec::new();
-  let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-  while let Some(e) = current {
-    let text = e.to_string();
-    // reqwest's own Display names the URL (with its query); its sources say what happened.
-    let text = match text.find(" for url (") {
-      Some(i) => text[..i].to_string(),
-      None => text,
-    };
-    if parts.last() != Some(&text) {
-      parts.push(text);
-    }
-    current = e.source();
-  }
-  parts.join(": ")
-}
-
-/// Ends `inner` with a transport error when it yields nothing for `idle`.
-pub fn idle_bounded<S, T>(
-  inner: S,
-  idle: Duration,
-  method: Method,
-  path: String,
-) -> impl Stream<Item = Result<T>> + Send + 'static
-where
-  S: Stream<Item = Result<T>> + Send + 'static,
-  T: Send + 'static,
-{
-  let inner: Pin<Box<dyn Stream<Item = Result<T>> + Send>> = Box::pin(inner);
-  futures_util::stream::unfold(Some(inner), move |state| {
-    let method = method.clone();
-    let path = path.clone();
-    async move {
-      let mut inner = state?;
-      match tokio::time::timeout(idle, inner.next()).await {
-        Ok(Some(item)) => Some((item, Some(inner))),
-        Ok(None) => None,
-        Err(_) => Some((
-          Err({
-            tracing::debug!(%method, %path, idle_s = idle.as_secs_f64(), "stream idle timeout");
-            Error::Transport {
-              method: method.to_string(),
-              path,
-              message: format!(
-                "no data for {} s; the server stopped answering",
-                idle.as_secs_f64()
-              ),
-            }
-          }),
-          None,
-        )),
-      }
-    }
-  })
-}
-
 #[cfg(test)]
 mod tests {
   use super::*;
-
-  #[test]
-  fn json_bodies_parse_and_empty_bodies_are_null() {
-    assert_eq!(parse_json_body(b"  ", "application/json").unwrap(), Value::Null);
-    assert_eq!(parse_json_body(br#"{"a":1}"#, "").unwrap()["a"], 1);
-  }
-
-  #[test]
-  fn malformed_json_names_the_content_type_and_shows_the_body() {
-    let message = parse_json_body(b"<html>oops</html>", "text/html").unwrap_err();
-    assert!(
-      message.contains("content type 'text/html'") && message.contains("<html>oops</html>"),
-      "{message}"
-    );
-    let truncated = parse_json_body(br#"{"boxes": [{"box_id": "#, "application/json").unwrap_err();
-    assert!(truncated.contains("does not parse"), "{truncated}");
-  }
 
   #[test]
   fn origins_compare_scheme_host_and_port() {
@@ -756,7 +692,7 @@ mod tests {
       api_url: Url::parse("http://127.0.0.1:1/api/").unwrap(),
       prefix: None,
       auth,
-      dialect: crate::config::DialectChoice::Auto,
+      dialects: super::super::dialect::Dialect::ALL,
     };
     Transport::new(&config, Tuning::default()).unwrap()
   }
@@ -771,8 +707,8 @@ mod tests {
   #[test]
   fn urls_keep_the_base_path_and_encode_the_query() {
     let t = transport(Auth::None);
-    let route = Route::new(Dialect::Current, t.api_path(), None);
-    let spec = route.download("b", "/root/a b&c").unwrap();
+    let route = request::Route::new(super::super::dialect::Dialect::Current, t.api_path(), None);
+    let spec = super::super::dialect::download(&route, "b", "/root/a b&c");
     assert_eq!(
       t.url(&spec).as_str(),
       "http://127.0.0.1:1/api/v1/boxes/b/files?path=%2Froot%2Fa+b%26c"

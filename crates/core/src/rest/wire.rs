@@ -1,13 +1,12 @@
-//! Wire shapes, sans IO: request bodies per dialect built from the original's (BoxRun-flavoured)
-//! parameter types, and tolerant parsing of what real servers answer (`box_id` or `id`,
-//! `{boxes:[…]}` or bare arrays, errors top-level or under `detail`, numeric or string codes).
+//! Wire shapes, sans IO: the argv every dialect sends, and tolerant parsing of what real
+//! servers answer (`box_id` or `id`, `{boxes:[…]}` or bare arrays, errors top-level or under
+//! `detail`, numeric or string codes). Request bodies are built by each dialect (`dialect/`).
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use super::Dialect;
-use crate::client::{BoxRecord, CreateBoxParams, ExecRequest, Execution, Snapshot};
+use crate::client::{BoxRecord, ExecRequest, Execution, Snapshot};
 use crate::error::ApiError;
 
 /// Bodies shown in parse errors are cut here so schema drift is visible without flooding logs.
@@ -18,180 +17,10 @@ pub fn effective_argv(request: &ExecRequest) -> Vec<String> {
   request.effective_argv()
 }
 
-/// The exec body of a dialect. Working directories always go through `effective_argv`.
-pub fn exec_body(dialect: Dialect, request: &ExecRequest) -> Value {
-  let argv = effective_argv(request);
-  let mut body = Map::new();
-  match dialect {
-    Dialect::Sse | Dialect::Current => {
-      body.insert("command".into(), json!(argv[0]));
-      body.insert("args".into(), json!(argv[1..]));
-      if let Some(env) = &request.env {
-        body.insert("env".into(), json!(env));
-      }
-      if let Some(timeout) = request.timeout_seconds {
-        // The contract's minimum; the client-side deadline is the real bound anyway.
-        body.insert("timeout_seconds".into(), json!(timeout.max(0.1)));
-      }
-      if let Some(tty) = request.tty {
-        body.insert("tty".into(), json!(tty));
-      }
-    }
-    Dialect::Boxrun => {
-      body.insert("cmd".into(), json!(argv));
-      if let Some(env) = &request.env {
-        body.insert("env".into(), json!(env));
-      }
-      if let Some(timeout) = request.timeout_seconds {
-        body.insert(
-          "timeout_ms".into(),
-          json!(((timeout * 1000.0).ceil() as u64).max(1)),
-        );
-      }
-    }
-  }
-  Value::Object(body)
-}
-
-/// The create body of a dialect, from the original's parameters. Fields a dialect has no
-/// place for are left out (documented in `rest/mod.rs`); renamed fields are renamed.
-pub fn create_body(dialect: Dialect, params: &CreateBoxParams) -> Value {
-  let mut body = Map::new();
-  let mut put = |key: &str, value: Value| {
-    body.insert(key.to_string(), value);
-  };
-  match dialect {
-    Dialect::Sse | Dialect::Current => {
-      if let Some(v) = &params.image {
-        put("image", json!(v));
-      }
-      if let Some(v) = &params.rootfs_path {
-        put("rootfs_path", json!(v));
-      }
-      if let Some(v) = &params.name {
-        put("name", json!(v));
-      }
-      if let Some(v) = params.cpu {
-        put("cpus", json!(v));
-      }
-      if let Some(v) = params.memory_mb {
-        put("memory_mib", json!(v));
-      }
-      if let Some(v) = params.disk_size_gb {
-        put("disk_size_gb", json!(v));
-      }
-      if let Some(v) = &params.working_dir {
-        put("working_dir", json!(v));
-      }
-      if let Some(v) = &params.env {
-        put("env", json!(v));
-      }
-      if let Some(v) = &params.entrypoint {
-        put("entrypoint", argv_value(v));
-      }
-      if let Some(v) = &params.cmd {
-        put("cmd", json!(v));
-      }
-      if let Some(v) = &params.user {
-        put("user", json!(v));
-      }
-      if let Some(v) = &params.network {
-        put("network", network_object(dialect, v));
-      }
-      if let Some(v) = &params.secrets {
-        put("secrets", json!(v));
-      }
-      if dialect == Dialect::Sse {
-        // The SSE-era default (true) makes `stop` delete the box; sandboxes outlive a stop.
-        put("auto_remove", json!(params.auto_remove.unwrap_or(false)));
-        if let Some(v) = &params.security {
-          put("security", v.clone());
-        }
-        if let Some(ports) = &params.ports {
-          let ports: Vec<Value> = ports
-            .iter()
-            .map(|(host, guest)| json!({"host_port": host, "guest_port": guest}))
-            .collect();
-          put("ports", Value::Array(ports));
-        }
-      }
-    }
-    Dialect::Boxrun => {
-      if let Some(v) = &params.image {
-        put("image", json!(v));
-      }
-      if let Some(v) = &params.name {
-        put("name", json!(v));
-      }
-      if let Some(v) = params.cpu {
-        put("cpu", json!(v));
-      }
-      if let Some(v) = params.memory_mb {
-        put("memory_mb", json!(v));
-      }
-      if let Some(v) = params.disk_size_gb {
-        put("disk_size_gb", json!(v));
-      }
-      if let Some(v) = &params.working_dir {
-        put("workdir", json!(v));
-      }
-      if let Some(v) = &params.env {
-        put("env", json!(v));
-      }
-      // BoxRun boxes have no network unless asked; the other dialects default to enabled.
-      put(
-        "network",
-        json!(params.network.as_ref().map(network_enabled).unwrap_or(true)),
-      );
-    }
-  }
-  Value::Object(body)
-}
-
-fn argv_value(value: &Value) -> Value {
-  match value {
-    Value::String(s) => json!([s]),
-    other => other.clone(),
-  }
-}
-
 /// The outbound policy of a network object: `{mode, allow_net}` itself, or its `outbound` part
 /// when given per direction (`{outbound, inbound}`, what the current `boxlite serve` takes).
-fn outbound_of(o: &Map<String, Value>) -> &Map<String, Value> {
+pub fn outbound_of(o: &Map<String, Value>) -> &Map<String, Value> {
   o.get("outbound").and_then(Value::as_object).unwrap_or(o)
-}
-
-fn network_enabled(value: &Value) -> bool {
-  match value {
-    Value::Bool(b) => *b,
-    Value::String(s) => s != "disabled" && s != "none",
-    Value::Object(o) => outbound_of(o).get("mode").and_then(Value::as_str) != Some("disabled"),
-    _ => true,
-  }
-}
-
-/// The current dialect takes both object shapes as they are; SSE-era servers know only
-/// `{mode, allow_net}` (outbound: they have no inbound policy), so a per-direction one is folded.
-fn network_object(dialect: Dialect, value: &Value) -> Value {
-  match value {
-    Value::Bool(b) => json!({"mode": if *b { "enabled" } else { "disabled" }}),
-    Value::String(s) => json!({"mode": s}),
-    Value::Object(o)
-      if dialect == Dialect::Sse && (o.contains_key("outbound") || o.contains_key("inbound")) =>
-    {
-      let outbound = outbound_of(o);
-      let mut flat = Map::new();
-      flat.insert(
-        "mode".into(),
-        outbound.get("mode").cloned().unwrap_or_else(|| json!("enabled")),
-      );
-      if let Some(allow) = outbound.get("allow_net") {
-        flat.insert("allow_net".into(), allow.clone());
-      }
-      Value::Object(flat)
-    }
-    other => other.clone(),
-  }
 }
 
 /// A box in any dialect's shape.
@@ -422,6 +251,7 @@ fn reason(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
   use super::*;
+  use serde_json::json;
 
   fn exec(cmd: &[&str]) -> ExecRequest {
     ExecRequest {
@@ -449,98 +279,6 @@ mod tests {
       ]
     );
     assert_eq!(effective_argv(&exec(&["ls"])), vec!["ls"]);
-  }
-
-  #[test]
-  fn exec_bodies_follow_each_dialect() {
-    let mut env = BTreeMap::new();
-    env.insert("K".to_string(), "v".to_string());
-    let request = ExecRequest {
-      env: Some(env),
-      timeout_seconds: Some(1.5),
-      tty: Some(false),
-      ..exec(&["echo", "hi"])
-    };
-    assert_eq!(
-      exec_body(Dialect::Sse, &request),
-      json!({"command": "echo", "args": ["hi"], "env": {"K": "v"}, "timeout_seconds": 1.5, "tty": false})
-    );
-    assert_eq!(
-      exec_body(Dialect::Current, &exec(&["true"])),
-      json!({"command": "true", "args": []})
-    );
-    assert_eq!(
-      exec_body(Dialect::Boxrun, &request),
-      json!({"cmd": ["echo", "hi"], "env": {"K": "v"}, "timeout_ms": 1500})
-    );
-  }
-
-  #[test]
-  fn create_bodies_rename_fields_per_dialect() {
-    let params = CreateBoxParams {
-      image: Some("alpine".into()),
-      cpu: Some(2),
-      memory_mb: Some(512),
-      working_dir: Some("/w".into()),
-      ports: Some(vec![(8080, 80)]),
-      labels: Some(BTreeMap::new()),
-      entrypoint: Some(json!("/bin/sh")),
-      ..Default::default()
-    };
-    assert_eq!(
-      create_body(Dialect::Sse, &params),
-      json!({"image": "alpine", "cpus": 2, "memory_mib": 512, "working_dir": "/w", "entrypoint": ["/bin/sh"],
-             "auto_remove": false, "ports": [{"host_port": 8080, "guest_port": 80}]})
-    );
-    assert_eq!(
-      create_body(Dialect::Current, &params),
-      json!({"image": "alpine", "cpus": 2, "memory_mib": 512, "working_dir": "/w", "entrypoint": ["/bin/sh"]})
-    );
-    assert_eq!(
-      create_body(Dialect::Boxrun, &params),
-      json!({"image": "alpine", "cpu": 2, "memory_mb": 512, "workdir": "/w", "network": true})
-    );
-    let isolated = CreateBoxParams {
-      network: Some(json!({"mode": "disabled"})),
-      ..Default::default()
-    };
-    assert_eq!(create_body(Dialect::Boxrun, &isolated), json!({"network": false}));
-    assert_eq!(
-      create_body(Dialect::Current, &isolated),
-      json!({"network": {"mode": "disabled"}})
-    );
-  }
-
-  #[test]
-  fn per_direction_network_goes_as_is_to_current_and_folded_elsewhere() {
-    let params = CreateBoxParams {
-      network: Some(
-        json!({"outbound": {"mode": "disabled", "allow_net": ["a.example"]},
-                           "inbound": {"mode": "enabled"}}),
-      ),
-      ..Default::default()
-    };
-    assert_eq!(
-      create_body(Dialect::Current, &params)["network"],
-      params.network.clone().unwrap()
-    );
-    assert_eq!(
-      create_body(Dialect::Sse, &params)["network"],
-      json!({"mode": "disabled", "allow_net": ["a.example"]})
-    );
-    assert_eq!(create_body(Dialect::Boxrun, &params)["network"], json!(false));
-    let inbound_only = CreateBoxParams {
-      network: Some(json!({"inbound": {"mode": "enabled"}})),
-      ..Default::default()
-    };
-    assert_eq!(
-      create_body(Dialect::Sse, &inbound_only)["network"],
-      json!({"mode": "enabled"})
-    );
-    assert_eq!(
-      create_body(Dialect::Boxrun, &inbound_only)["network"],
-      json!(true)
-    );
   }
 
   #[test]

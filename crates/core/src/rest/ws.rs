@@ -1,7 +1,6 @@
-//! The execution attach WebSocket of the current BoxLite dialect: frame meaning, sans IO
+//! The execution attach WebSocket of the `current` dialect: frame meaning, sans IO
 //! (`[channel][payload]` binary frames, JSON control frames, `exit` then a close that may carry
-//! no status code), and the connection itself (URL derived from the HTTP one, bearer on the
-//! upgrade, handshake timeout, one retry after a 401 with a fresh OAuth2 token).
+//! no status code), events from an open socket, and writes. `Transport::open_websocket` opens it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,18 +10,13 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::body::chain;
 use super::request::Spec;
-use super::transport::{chain, Transport};
 use crate::client::ExecEvent;
 use crate::error::{Error, Result};
-
-/// The upgrade must complete in this time; a server that accepts TCP but never answers the
-/// upgrade would otherwise hold the call forever.
-pub const WS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub type WsSink = SplitSink<Socket, Message>;
@@ -80,78 +74,6 @@ pub fn stdin_frame(data: Bytes) -> Message {
 
 pub fn stdin_eof_frame() -> Message {
   Message::Text(json!({"type": "stdin_eof"}).to_string().into())
-}
-
-/// Opens the attach socket of `spec` (an `…/attach` path).
-pub async fn connect(transport: &Transport, spec: &Spec) -> Result<(WsSink, WsSource)> {
-  let mut refreshed = false;
-  loop {
-    let bearer = transport.bearer().await?;
-    let mut url = transport.url(spec);
-    let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
-    let _ = url.set_scheme(scheme);
-    let mut request = url
-      .as_str()
-      .into_client_request()
-      .map_err(|e| Error::Internal(format!("bad WebSocket request: {}", chain(&e))))?;
-    if let Some(token) = &bearer {
-      let mut value = format!("Bearer {}", token.expose())
-        .parse::<tungstenite::http::HeaderValue>()
-        .map_err(|_| Error::InvalidConfig {
-          field: "config.apiToken".into(),
-          problem: "is not a valid header value".into(),
-        })?;
-      value.set_sensitive(true);
-      request
-        .headers_mut()
-        .insert(tungstenite::http::header::AUTHORIZATION, value);
-    }
-    let connector = if scheme == "wss" {
-      Connector::Rustls(transport.ws_tls())
-    } else {
-      Connector::Plain
-    };
-    let began = std::time::Instant::now();
-    // Through the environment's proxy when it names one for this host (reqwest does the same
-    // for HTTP requests).
-    let connecting = async {
-      let tcp = super::proxy::connect(&url)
-        .await
-        .map_err(tungstenite::Error::Io)?;
-      let _ = tcp.set_nodelay(true);
-      tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(connector)).await
-    };
-    let outcome = match tokio::time::timeout(WS_HANDSHAKE_TIMEOUT, connecting).await {
-      Err(_) => return Err(transport.timeout(spec, WS_HANDSHAKE_TIMEOUT)),
-      Ok(outcome) => outcome,
-    };
-    match outcome {
-      Ok((socket, _)) => {
-        tracing::debug!(method = %"GET", path = %spec.path, status = 101, ms = %crate::diag::ms(began), "websocket open");
-        return Ok(socket.split());
-      }
-      Err(tungstenite::Error::Http(response)) => {
-        let status = response.status().as_u16();
-        tracing::debug!(method = %"GET", path = %spec.path, status, ms = %crate::diag::ms(began), "websocket refused");
-        if status == 401 && transport.uses_client_credentials() && !refreshed {
-          if let Some(used) = &bearer {
-            transport.invalidate(used).await;
-          }
-          refreshed = true;
-          continue;
-        }
-        let body = response.body().clone().unwrap_or_default();
-        return Err(transport.api_error_from(spec, status, &body));
-      }
-      Err(e) => {
-        return Err(Error::Transport {
-          method: spec.method.to_string(),
-          path: spec.path.clone(),
-          message: transport.redact(&format!("WebSocket attach failed: {}", chain(&e))),
-        })
-      }
-    }
-  }
 }
 
 /// The events of an attached execution, ending after the exit frame. A close or a broken

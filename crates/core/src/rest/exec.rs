@@ -9,7 +9,7 @@
 //! Exec timeouts: the requested timeout goes to the server, which kills the command in the guest
 //! (the primary bound); the client keeps a backstop at the same deadline that kills the
 //! execution through the dialect's kill route and reports `Error::Timeout` (see
-//! `docs/architecture.md`).
+//! `docs/dialects.md`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};

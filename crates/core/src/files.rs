@@ -4,7 +4,7 @@
 //!
 //! Normal paths go through the backend's tar file API (copy-in / copy-out). Real guests mount
 //! `/tmp` and `/dev/shm` as tmpfs, which copy-in writes *beneath* and copy-out may not see
-//! (server-apis.md §0.6), so paths there go through an exec instead: a `tar -x` fed on stdin
+//! (see `docs/dialects.md`), so paths there go through an exec instead: a `tar -x` fed on stdin
 //! where the backend has stdin, base64 pieces inside commands where it has none, and
 //! `tar | base64` on stdout for reads. Paths are always passed as arguments, never spliced
 //! into shell text.

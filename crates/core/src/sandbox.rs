@@ -132,7 +132,7 @@ impl From<&BoxRecord> for SandboxInfo {
   }
 }
 
-/// BoxLite/BoxRun status → sandbank `SandboxState` (sandbank-contract.md §2.5, server-apis §0.3).
+/// BoxLite/BoxRun status → sandbank `SandboxState` (see `docs/behaviour.md`).
 pub fn sandbox_state(status: &str) -> &'static str {
   match status {
     "configured" | "creating" => "creating",

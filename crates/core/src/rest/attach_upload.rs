@@ -1,6 +1,6 @@
 //! Tar upload for the current BoxLite dialect through an exec's stdin. `boxlite serve`'s file
 //! endpoint buffers the body under axum's 2 MiB cap, takes plain tars only and nests the
-//! archive under `extracted/` when the target exists (server-apis.md B.6); piping the archive
+//! archive under `extracted/` when the target exists (see `docs/dialects.md`); piping the archive
 //! into `tar -x[z]f - -C <path>` over the attach socket has no size limit, takes gzip, extracts
 //! exactly into `path` and also reaches tmpfs mounts.
 

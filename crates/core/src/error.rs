@@ -145,6 +145,21 @@ impl Error {
     "exec_timeout",
   ];
 
+  /// The box (or another named resource) does not exist: `NotFound`, or a server's not-found
+  /// reply.
+  pub fn is_not_found(&self) -> bool {
+    match self {
+      Error::NotFound { .. } => true,
+      Error::Api(api) => api.is_not_found(),
+      _ => false,
+    }
+  }
+
+  /// A bounded wait of this client ran out (`Timeout`; not a command's own `ExecTimeout`).
+  pub fn is_timeout(&self) -> bool {
+    matches!(self, Error::Timeout { .. })
+  }
+
   /// The stable machine-readable code of this error.
   pub fn code(&self) -> &'static str {
     match self {
@@ -181,6 +196,38 @@ impl Error {
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn predicates_agree_with_the_codes() {
+    let api = |status: u16| {
+      Error::Api(Box::new(ApiError {
+        status,
+        error_type: None,
+        code: None,
+        message: "m".into(),
+        method: "GET".into(),
+        path: "/p".into(),
+      }))
+    };
+    let cases = [
+      Error::NotFound {
+        what: "box",
+        id: "b".into(),
+      },
+      api(404),
+      api(500),
+      Error::Timeout {
+        operation: "op".into(),
+        after_ms: 1,
+      },
+      Error::ExecTimeout { timeout_ms: 1 },
+      Error::Disposed,
+    ];
+    for error in cases {
+      assert_eq!(error.is_not_found(), error.code() == "not_found", "{error}");
+      assert_eq!(error.is_timeout(), error.code() == "timeout", "{error}");
+    }
+  }
 
   fn one_of_each() -> Vec<Error> {
     vec![

@@ -377,11 +377,11 @@ impl Adapter {
     match client.download_files(id, path).await {
       Ok(stream) => Ok(stream),
       Err(error) if matches!(error.code(), "not_found" | "api_error") => match client.get_box(id).await {
-        Ok(_) if error.code() == "not_found" || says_path_is_missing(&error) => Err(Error::FileNotFound {
+        Ok(_) if error.is_not_found() || says_path_is_missing(&error) => Err(Error::FileNotFound {
           path: path.to_string(),
         }),
         Ok(_) => Err(error),
-        Err(box_error) if box_error.code() == "not_found" => Err(box_error),
+        Err(box_error) if box_error.is_not_found() => Err(box_error),
         Err(_) => Err(error),
       },
       Err(error) => Err(error),

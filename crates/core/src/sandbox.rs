@@ -302,7 +302,7 @@ async fn delete_abandoned(
   if let Some(id) = &known {
     match client.delete_box(id, true).await {
       Ok(()) => return,
-      Err(e) if e.code() == "not_found" => return,
+      Err(e) if e.is_not_found() => return,
       Err(_) => {}
     }
   }
@@ -460,7 +460,7 @@ impl Adapter {
     let result = self.client()?.delete_box(id, true).await;
     self.forget_ports(id);
     match result {
-      Err(error) if error.code() == "not_found" => Ok(()),
+      Err(error) if error.is_not_found() => Ok(()),
       other => other,
     }
   }

@@ -376,7 +376,7 @@ fn owned(events: ExecEventStream, guard: KillOnDrop) -> ExecEventStream {
         }
         Some(Ok(event)) => Some((Ok(event), Some((events, guard)))),
         Some(Err(error)) => {
-          if error.code() == "timeout" {
+          if error.is_timeout() {
             guard.disarm();
           }
           Some((Err(error), None))

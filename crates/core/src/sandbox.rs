@@ -285,6 +285,8 @@ async fn create_and_start(
     return Ok((false, created));
   }
   if let Some(record) = answer.filter(|r| r.status == "running") {
+    // The same event the status poll logs, so a trace shows every box reaching `running`.
+    tracing::debug!(box_id = %id, state = %record.status, ms = %crate::diag::ms(began), "box state");
     return Ok((true, record));
   }
   poll_until(client.as_ref(), &id, polling, deadline, |s| s == "running").await

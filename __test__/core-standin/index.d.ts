@@ -1,4 +1,4 @@
-/** Types of the @sandbank.dev/core 0.3.6 stand-in (sandbank-contract.md §1.2–§1.6). */
+/** Types of the @sandbank.dev/core 0.3.6 stand-in (docs/testing.md, "The @sandbank.dev/core stand-in"). */
 export type SandboxState = 'creating' | 'running' | 'stopped' | 'error' | 'terminated'
 export type Capability =
   | 'exec.stream' | 'terminal' | 'sleep' | 'volumes' | 'snapshot' | 'port.expose' | 'services' | 'dynamic.worker'

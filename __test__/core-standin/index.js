@@ -1,9 +1,10 @@
 /**
- * Stand-in for @sandbank.dev/core 0.3.6, written from the contract (sandbank-contract.md §1)
+ * Stand-in for @sandbank.dev/core 0.3.6, written from core's adapter contract
+ * (docs/testing.md, "The @sandbank.dev/core stand-in")
  * so the adapter is tested the way users drive it. ESM only, like the real package.
  */
 
-// ---- errors (§1.5) ----
+// ---- errors ----
 export class SandboxError extends Error {
   constructor(message, provider, sandboxId) {
     super(message)
@@ -55,7 +56,7 @@ export class CapabilityNotSupportedError extends SandboxError {
   }
 }
 
-// ---- observer (§1.8) ----
+// ---- observer ----
 export function emitEvent(observer, event) {
   if (!observer) return
   try {
@@ -69,7 +70,7 @@ export function createNoopObserver() {
   return { onEvent() {} }
 }
 
-// ---- exec-based file fallbacks (§1.7) ----
+// ---- exec-based file fallbacks ----
 const quote = (s) => `'${String(s).replace(/'/g, "'\\''")}'`
 
 function toBase64(bytes) {
@@ -149,7 +150,7 @@ export async function downloadArchiveViaExec(sandbox, srcDir) {
   }
 }
 
-// ---- user setup (§1.9) ----
+// ---- user setup ----
 export async function setupSandboxUser(raw, cfg) {
   const spec = typeof cfg === 'string' ? { name: cfg } : cfg ?? {}
   const name = spec.name ?? 'sandbank'
@@ -171,7 +172,7 @@ export function wrapAsUser(command, user, cwd) {
   return `su - ${user} -c '${inner.replace(/'/g, "'\\''")}'`
 }
 
-// ---- skills (§1.4 step 5) ----
+// ---- skills ----
 export async function injectSkills(sandbox, skills) {
   for (const skill of skills) {
     if (!skill.name || skill.name === '.' || skill.name === '..' || /[/\\]/.test(skill.name)) {
@@ -182,7 +183,7 @@ export async function injectSkills(sandbox, skills) {
   for (const skill of skills) await sandbox.writeFile(`/root/.claude/skills/${skill.name}.md`, skill.content)
 }
 
-// ---- capability helpers (§1.6) ----
+// ---- capability helpers ----
 export const hasCapability = (provider, cap) => provider.capabilities.has(cap)
 const hasMethod = (sandbox, m) => (m in sandbox && typeof sandbox[m] === 'function' ? sandbox : null)
 export const withStreaming = (s) => hasMethod(s, 'execStream')
@@ -195,7 +196,7 @@ export const withVolumes = (p) =>
 export const withServices = (p) =>
   ['createService', 'getService', 'listServices', 'destroyService'].every((m) => typeof p[m] === 'function') ? p : null
 
-// ---- terminal client (§1.9): core's framing, 0x00 input/output, 0x01 resize ----
+// ---- terminal client: core's framing, 0x00 input/output, 0x01 resize ----
 export function connectTerminal(info, { WebSocketImpl = globalThis.WebSocket } = {}) {
   if (!WebSocketImpl) throw new Error('connectTerminal needs a global WebSocket (Node >= 22)')
   const ws = new WebSocketImpl(info.url)
@@ -244,7 +245,7 @@ export function connectTerminal(info, { WebSocketImpl = globalThis.WebSocket } =
   return session
 }
 
-// ---- provider (§1.4) ----
+// ---- provider ----
 export function createProvider(adapter, options = {}) {
   const { observer, taskId } = options
   const capabilities = new Set()

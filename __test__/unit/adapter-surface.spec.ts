@@ -1,4 +1,5 @@
-// The drop-in surface of BoxLiteAdapter (issue 2; sandbank-contract.md §2.3 and §6), driven
+// The drop-in surface of BoxLiteAdapter (the same class, config, methods and error classes as the
+// original TypeScript package), driven
 // through the stand-in @sandbank.dev/core exactly as users drive it.
 import { createRequire } from 'node:module'
 import { describe, expect, it } from 'vitest'

@@ -640,7 +640,7 @@ async fn hundred_mb_round_trip() -> Result<(), String> {
   c.dispose().await.or_fail("dispose")
 }
 
-/// /tmp is a tmpfs in the guest, beneath which copy_in lands unseen (server-apis.md §0.6); the
+/// /tmp is a tmpfs in the guest, beneath which copy_in lands unseen (docs/dialects.md, "tmpfs paths"); the
 /// sandbox layer routes such uploads through `tar -x` fed on stdin, which must be byte-exact.
 async fn tmpfs_destination_via_exec_stdin() -> Result<(), String> {
   let (c, id, _) = with_box("tmpfs").await?;

@@ -1,4 +1,4 @@
-"""server-apis.md §0.2: the probe matrix a client uses to tell the dialects apart."""
+"""docs/dialects.md, "Detection": the probe matrix a client uses to tell the dialects apart."""
 
 from __future__ import annotations
 

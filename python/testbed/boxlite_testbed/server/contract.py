@@ -20,7 +20,7 @@ SPEC_FILES = {
     "current": os.path.join(HERE, "openapi", "box.openapi.17f08657.yaml"),
 }
 
-# Documented server behaviour that differs from the contract (server-apis.md).
+# Documented server behaviour that differs from the contract (docs/dialects.md).
 KNOWN_DEVIATIONS = {
     "sse": [
         # A.3: "the early contract said 26-char ULID ...; Ref with recent cores

@@ -1,5 +1,5 @@
 """Dialect B: the current BoxLite REST API as served by `boxlite serve` 0.11.x
-(server-apis.md part B; contract box.openapi.17f08657.yaml)."""
+(docs/dialects.md, current; contract box.openapi.17f08657.yaml)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Shared implementation of the two BoxLite REST dialects (A: SSE era, B: current).
 
 Subclasses define error bodies, authentication, prefix rules and the
-dialect-specific routes; see server-apis.md parts A and B.
+dialect-specific routes; see docs/dialects.md (sse-ref, sse-serve, current).
 """
 
 from __future__ import annotations

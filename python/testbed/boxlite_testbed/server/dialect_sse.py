@@ -1,5 +1,5 @@
 """Dialect A: the SSE-era BoxLite REST API as served by the Python reference
-server (server-apis.md part A; contract rest-sandbox-open-api.aed55982.yaml).
+server (docs/dialects.md, sse-ref and sse-serve; contract rest-sandbox-open-api.aed55982.yaml).
 
 ``--sse-framing lf`` switches the stream framing, JSON spacing and keep-alive
 comments to those of the SSE-era ``boxlite serve`` (axum)."""

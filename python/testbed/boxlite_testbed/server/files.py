@@ -1,4 +1,4 @@
-"""Tar-based file transfer shared by dialects A and B (server-apis.md A.6, B.6)."""
+"""Tar-based file transfer shared by dialects A and B (docs/dialects.md, "Tar upload"/"Tar download")."""
 
 from __future__ import annotations
 

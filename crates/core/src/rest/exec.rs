@@ -226,7 +226,14 @@ impl Executor {
       }
     };
     let Some(limit) = deadline else { return work.await };
+    let begun = tokio::time::Instant::now();
     match tokio::time::timeout(limit, work).await {
+      // The server's in-guest kill may win the race against the backstop: a command killed
+      // (SIGKILL) once the deadline has passed timed out, whoever killed it.
+      Ok(Ok(output)) if killed_at_deadline(output.exit_code, begun.elapsed(), limit) => Err(Error::Timeout {
+        operation: format!("exec of '{name}'"),
+        after_ms: limit.as_millis() as u64,
+      }),
       Ok(result) => result,
       Err(_) => {
         let guard = started.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -405,5 +412,26 @@ impl Drop for AttachGuard {
         map.remove(&self.exec_id);
       }
     }
+  }
+}
+
+/// Whether an exec that ended with `exit_code` after `elapsed` was killed by its timeout: servers
+/// report a SIGKILL as -9 (the signal) or 137 (a shell's 128 + 9).
+fn killed_at_deadline(exit_code: i32, elapsed: Duration, limit: Duration) -> bool {
+  matches!(exit_code, -9 | 137) && elapsed >= limit
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn a_sigkill_at_or_after_the_deadline_is_a_timeout_and_nothing_else_is() {
+    let limit = Duration::from_secs(1);
+    assert!(killed_at_deadline(-9, Duration::from_millis(1000), limit));
+    assert!(killed_at_deadline(137, Duration::from_millis(1200), limit));
+    assert!(!killed_at_deadline(-9, Duration::from_millis(300), limit));
+    assert!(!killed_at_deadline(0, Duration::from_millis(1500), limit));
+    assert!(!killed_at_deadline(1, Duration::from_millis(1500), limit));
   }
 }

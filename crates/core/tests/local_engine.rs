@@ -324,17 +324,7 @@ async fn exec_async_takes_input_and_replays_output() -> Result<(), String> {
     .collect()
     .await;
   let events: Vec<ExecEvent> = events.into_iter().collect::<Result<_, _>>().or_fail("events")?;
-  let out: Vec<u8> = events
-    .iter()
-    .filter_map(|e| {
-      if let ExecEvent::Stdout(b) = e {
-        Some(b.to_vec())
-      } else {
-        None
-      }
-    })
-    .flatten()
-    .collect();
+  let out = stdout_of(&events);
   check!(out == b"hello\nbye\n", "{events:?}");
   check!(events.last() == Some(&ExecEvent::Exit(Some(0))));
   // A second reader replays the same output.
@@ -346,17 +336,7 @@ async fn exec_async_takes_input_and_replays_output() -> Result<(), String> {
     .await;
   // The same bytes and exit; chunk boundaries may differ (a replay reads merged batches).
   let again: Vec<ExecEvent> = again.into_iter().collect::<Result<_, _>>().or_fail("replay")?;
-  let replayed: Vec<u8> = again
-    .iter()
-    .filter_map(|e| {
-      if let ExecEvent::Stdout(b) = e {
-        Some(b.to_vec())
-      } else {
-        None
-      }
-    })
-    .flatten()
-    .collect();
+  let replayed = stdout_of(&again);
   check!(replayed == out, "{again:?}");
   check!(again.last() == Some(&ExecEvent::Exit(Some(0))));
   let e2 = c
@@ -506,4 +486,16 @@ async fn dispose_is_idempotent_and_final() -> Result<(), String> {
   c.dispose().await.or_fail("dispose again")?;
   check!(c.list_boxes(None, None).await.unwrap_err().code() == "disposed");
   Ok(())
+}
+
+/// The stdout bytes of an execution's events, in order.
+fn stdout_of(events: &[ExecEvent]) -> Vec<u8> {
+  events
+    .iter()
+    .filter_map(|e| match e {
+      ExecEvent::Stdout(b) => Some(b.to_vec()),
+      _ => None,
+    })
+    .flatten()
+    .collect()
 }

@@ -15,17 +15,7 @@ import json
 import time
 
 import boxlite
-
-
-async def drain(stream):
-    async for _ in stream:
-        pass
-
-
-async def one(box):
-    ex = await box.exec("bash", args=["-c", "true"])
-    _, _, _, result = await asyncio.gather(drain(ex.stdout()), drain(ex.stderr()), ex.stdin().close(), ex.wait())
-    return result.exit_code
+from sdk_exec import exec_true
 
 
 async def main():
@@ -48,11 +38,11 @@ async def main():
     box = await rt.create(boxlite.BoxOptions(image="ubuntu:24.04", auto_delete=0))
     await box.start()
     for _ in range(10):  # warm-up
-        await one(box)
+        await exec_true(box)
     execs = []
     for _ in range(args.execs):
         started = time.perf_counter()
-        assert await one(box) == 0
+        assert await exec_true(box) == 0
         execs.append((time.perf_counter() - started) * 1000)
     await rt.remove(box.id, force=True)
     print(json.dumps({"exec_ms": execs, "create_ms": creates}))

@@ -14,17 +14,7 @@ import json
 import time
 
 import boxlite
-
-
-async def drain(stream):
-    async for _ in stream:
-        pass
-
-
-async def one(box):
-    ex = await box.exec("bash", args=["-c", "true"])
-    _, _, _, result = await asyncio.gather(drain(ex.stdout()), drain(ex.stderr()), ex.stdin().close(), ex.wait())
-    return result.exit_code
+from sdk_exec import exec_true
 
 
 async def main():
@@ -38,16 +28,16 @@ async def main():
     box = await rt.create(boxlite.BoxOptions(auto_remove=False))
     await box.start()
     for _ in range(20):  # warm-up
-        await one(box)
+        await exec_true(box)
     samples = []
     for _ in range(args.execs):
         started = time.perf_counter()
-        await one(box)
+        await exec_true(box)
         samples.append((time.perf_counter() - started) * 1000)
     rates = []
     for _ in range(args.rounds):
         started = time.perf_counter()
-        codes = await asyncio.gather(*(one(box) for _ in range(args.concurrency)))
+        codes = await asyncio.gather(*(exec_true(box) for _ in range(args.concurrency)))
         rates.append(args.concurrency / (time.perf_counter() - started))
         assert all(c == 0 for c in codes)
     await rt.remove(box.id, force=True)

@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config'
 
 const entry = fileURLToPath(new URL('./index.js', import.meta.url))
 
-// Projects by kind (style-anchors §2/§6): fast unit tests, packaging tests that build tarballs,
+// Projects by kind: fast unit tests, packaging tests that build tarballs,
 // and integration suites against the test bed (serial, long timeouts).
 export default defineConfig({
   resolve: {

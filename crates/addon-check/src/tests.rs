@@ -8,6 +8,7 @@ fn elf_report() -> Report {
     needed: vec!["libc.so.6".into(), "libgcc_s.so.1".into()],
     exports: vec![NAPI_ENTRY.into()],
     unbound: vec!["napi_create_object".into()],
+    bound: 3,
     glibc_versions: vec![Version::parse("2.2.5").unwrap(), Version::parse("2.17").unwrap()],
     min_macos: None,
   }
@@ -133,6 +134,7 @@ fn macho_report() -> Report {
     ],
     exports: vec![NAPI_ENTRY.into()],
     unbound: vec!["napi_create_object".into()],
+    bound: 3,
     glibc_versions: vec![],
     min_macos: Some(Version::parse("11.0.0").unwrap()),
   }
@@ -244,6 +246,100 @@ fn inspecting_a_macho_object_reads_arch_min_macos_exports_and_dynamic_lookups() 
   assert_eq!(report.unbound, vec!["napi_create_object".to_string()]);
   assert_eq!(
     check(&report, &macos("11.0", Flavour::Main)),
+    Vec::<String>::new()
+  );
+}
+
+/// A bind-opcode stream as ld64 and zig write it: a symbol bound to library #2 eagerly, two napi
+/// symbols bound by flat lookup (`-undefined dynamic_lookup`) lazily, with the address opcodes
+/// between them.
+#[test]
+fn bind_opcodes_give_each_symbol_its_library_ordinal() {
+  let mut stream = vec![macho::BIND_OPCODE_SET_DYLIB_ORDINAL_IMM | 2];
+  stream.push(macho::BIND_OPCODE_SET_SYMBOL_TRAILING_FLAGS_IMM);
+  stream.extend(b"_CFRelease\0");
+  stream.extend([macho::BIND_OPCODE_SET_TYPE_IMM | 1]);
+  stream.extend([macho::BIND_OPCODE_SET_SEGMENT_AND_OFFSET_ULEB | 2, 0x88, 0x01]);
+  stream.push(macho::BIND_OPCODE_DO_BIND);
+  stream.extend([macho::BIND_OPCODE_SET_ADDEND_SLEB, 0x7f]);
+  // SET_DYLIB_SPECIAL_IMM with 0xe: the 4-bit value -2, flat lookup.
+  stream.push(macho::BIND_OPCODE_SET_DYLIB_SPECIAL_IMM | 0x0e);
+  stream.push(macho::BIND_OPCODE_SET_SYMBOL_TRAILING_FLAGS_IMM);
+  stream.extend(b"_napi_create_object\0");
+  stream.extend([macho::BIND_OPCODE_DO_BIND_ADD_ADDR_ULEB, 0x08]);
+  stream.push(macho::BIND_OPCODE_DONE);
+  stream.push(macho::BIND_OPCODE_SET_SYMBOL_TRAILING_FLAGS_IMM);
+  stream.extend(b"_napi_throw\0");
+  stream.extend([macho::BIND_OPCODE_DO_BIND_ULEB_TIMES_SKIPPING_ULEB, 0x02, 0x10]);
+  stream.push(macho::BIND_OPCODE_SET_DYLIB_SPECIAL_IMM | 0x0f);
+  stream.push(macho::BIND_OPCODE_DO_BIND_ADD_ADDR_IMM_SCALED | 1);
+  assert_eq!(
+    decode_bind_opcodes(&stream).unwrap(),
+    vec![
+      ("_CFRelease".to_string(), 2),
+      ("_napi_create_object".to_string(), -2),
+      ("_napi_throw".to_string(), -2),
+      ("_napi_throw".to_string(), -1),
+    ]
+  );
+  assert!(decode_bind_opcodes(&[macho::BIND_OPCODE_DO_BIND])
+    .unwrap_err()
+    .contains("a bind before any symbol name"));
+  assert!(
+    decode_bind_opcodes(&[macho::BIND_OPCODE_SET_DYLIB_ORDINAL_ULEB, 0x80])
+      .unwrap_err()
+      .contains("truncated ULEB128")
+  );
+  assert!(decode_bind_opcodes(&[0xe0])
+    .unwrap_err()
+    .contains("unknown opcode 0xe0"));
+}
+
+/// The chained-fixups imports table (what Apple's linker writes for newer deployment targets):
+/// a `DYLD_CHAINED_IMPORT` entry packs the ordinal in its low byte, the name offset above bit 9.
+#[test]
+fn chained_fixup_imports_give_each_symbol_its_library_ordinal() {
+  let names = b"\0_CFRelease\0_napi_throw\0";
+  let entry = |ordinal: u8, weak: u32, name_offset: u32| u32::from(ordinal) | weak << 8 | name_offset << 9;
+  let imports = [entry(2, 0, 1), entry(0xfe, 0, 12), entry(0xfd, 1, 12)];
+  let (imports_offset, symbols_offset) = (28u32, 28 + 4 * imports.len() as u32);
+  let mut blob = Vec::new();
+  for word in [0, 0, imports_offset, symbols_offset, imports.len() as u32, 1, 0] {
+    blob.extend(word.to_le_bytes());
+  }
+  for word in imports {
+    blob.extend(word.to_le_bytes());
+  }
+  blob.extend(names);
+  assert_eq!(
+    decode_chained_imports(&blob).unwrap(),
+    vec![
+      ("_CFRelease".to_string(), 2),
+      ("_napi_throw".to_string(), -2),
+      ("_napi_throw".to_string(), -3),
+    ]
+  );
+  blob[20] = 9;
+  assert!(decode_chained_imports(&blob)
+    .unwrap_err()
+    .contains("unknown imports format 9"));
+  assert!(decode_chained_imports(&blob[..10])
+    .unwrap_err()
+    .contains("truncated"));
+}
+
+#[test]
+fn a_macho_system_symbol_left_to_flat_lookup_fails() {
+  let mut report = macho_report();
+  report.unbound.push("CFRelease".into());
+  assert_eq!(
+    check(&report, &macos("11.0", Flavour::Main)),
+    vec!["undefined symbol CFRelease is left for the process to provide"]
+  );
+  report.unbound.pop();
+  report.unbound.push("PyObject_Repr".into());
+  assert_eq!(
+    check(&report, &macos("11.0", Flavour::Local)),
     Vec::<String>::new()
   );
 }

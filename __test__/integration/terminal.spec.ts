@@ -2,8 +2,10 @@
 // WebSocket behind a per-terminal token, speaking core's framing (0x00/0x01) and ttyd 1.7's
 // ('0'/'1', `tty` subprotocol, opening JSON), detected from the client's first frame. Driven with
 // core's own connectTerminal (the stand-in, with the `ws` class: Node 20 has no global WebSocket)
-// and a raw ttyd-style client, in local mode and every remote dialect; BoxRun (no exec stdin)
-// must refuse clearly. BOXLITE_TEST_MODES=local,sse,current,boxrun selects modes.
+// and a raw ttyd-style client, in local mode and every remote dialect (BoxRun through its own box
+// terminal WebSocket). The SSE-era boxlite serve has no way to run a shell: it falls back to the
+// in-box ttyd when the box maps port 7681, otherwise it must refuse clearly.
+// BOXLITE_TEST_MODES=local,sse,sse-serve,current,boxrun selects modes.
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
@@ -125,19 +127,36 @@ for (const mode of modes) {
       expect(err.message).toContain('loopback')
     })
 
-    // Servers whose executions take no stdin cannot run a shell: BoxRun, and SSE-era
-    // boxlite serve (it forgets an execution once its output is read).
-    const noStdin = { boxrun: /BoxRun server \(dialect boxrun\)/, 'sse-serve': /dialect sse\): boxlite serve/ }
-    if (mode.dialect in noStdin) {
-      it('says clearly that this server cannot run an interactive shell', async (ctx) => {
+    // The SSE-era boxlite serve forgets an execution once its output is read (no stdin) and has
+    // no terminal endpoint: without a mapped ttyd port there is no way to a shell.
+    if (mode.dialect === 'sse-serve') {
+      it('says clearly that this server cannot run an interactive shell, and what would', async (ctx) => {
         if (target.skip) return ctx.skip()
         const err = await sandbox.startTerminal!().catch((e) => e)
         expect(err).toBeInstanceOf(ProviderError)
         expect(err.sandboxId).toBe(sandbox.id)
         expect(err.cause.code).toBe('unsupported')
         expect(err.message).toMatch(/startTerminal .*stdin.* is not supported by /)
-        expect(err.message).toMatch(noStdin[mode.dialect as keyof typeof noStdin])
+        expect(err.message).toMatch(/dialect sse\): boxlite serve/)
+        expect(err.message).toContain('port 7681')
       })
+
+      it('falls back to the in-box ttyd when the box maps its port', async (ctx) => {
+        if (target.skip) return ctx.skip()
+        const mapped = await provider.create({ image, ports: [[17681, 7681]] })
+        try {
+          // Installing ttyd needs the box to reach the network; either way the in-box ttyd path
+          // is the one taken (its own result or its own error), never the refusal above.
+          const outcome = await mapped.startTerminal!().then(
+            (info) => ({ url: info.url, port: info.port }),
+            (err) => ({ error: String(err.message) }),
+          )
+          if ('error' in outcome) expect(outcome.error).toMatch(/ttyd (could not be installed|did not start) in box /)
+          else expect(outcome).toEqual({ url: expect.stringMatching(/^ws:\/\/[^/]+:17681\/ws$/), port: 7681 })
+        } finally {
+          await provider.destroy(mapped.id).catch(() => {})
+        }
+      }, 180_000)
       return
     }
 

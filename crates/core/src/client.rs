@@ -13,7 +13,7 @@ use serde_json::Value;
 // Absent optional fields stay absent on the wire (`#[serialize_always]` marks the exceptions).
 use serde_with::skip_serializing_none;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A stream of raw bytes (tar archives, exports, raw exec output).
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
@@ -170,6 +170,8 @@ pub struct Features {
   pub tar_download: bool,
   /// Executions accept stdin (`send_exec_input`) while `get_exec_output` is read.
   pub exec_stdin: bool,
+  /// The server runs a shell on a terminal endpoint of its own (`open_box_terminal`).
+  pub box_terminal: bool,
 }
 
 impl Features {
@@ -177,7 +179,24 @@ impl Features {
     tar_upload: true,
     tar_download: true,
     exec_stdin: true,
+    box_terminal: false,
   };
+}
+
+/// What a user does to a box terminal's shell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TerminalInput {
+  Data(Bytes),
+  Resize { cols: u16, rows: u16 },
+}
+
+/// A shell on a server's own terminal endpoint (BoxRun's box terminal WebSocket).
+pub struct BoxTerminal {
+  /// The shell's output, ending with `ExecEvent::Exit` (or an error if the connection broke).
+  pub output: ExecEventStream,
+  /// Keystrokes and resizes, in order. Dropping the sender closes the connection, which ends
+  /// the shell on the server.
+  pub input: tokio::sync::mpsc::Sender<TerminalInput>,
 }
 
 /// Everything `getClient()` offers. Both modes implement every method; a method the server or
@@ -216,6 +235,22 @@ pub trait BoxClient: Send + Sync {
   async fn send_exec_input(&self, box_id: &str, exec_id: &str, data: Bytes, close: bool) -> Result<()>;
   async fn signal_exec(&self, box_id: &str, exec_id: &str, signal: i32) -> Result<()>;
   async fn resize_exec(&self, box_id: &str, exec_id: &str, cols: u16, rows: u16) -> Result<()>;
+
+  /// A shell (`shell`, `TERM` = `term`) on the server's own terminal endpoint, sized `cols`
+  /// x `rows`; only where `features().box_terminal` says so, `Unsupported` elsewhere.
+  async fn open_box_terminal(
+    &self,
+    _box_id: &str,
+    _shell: &str,
+    _term: &str,
+    _cols: u16,
+    _rows: u16,
+  ) -> Result<BoxTerminal> {
+    Err(Error::Unsupported {
+      operation: "openBoxTerminal".into(),
+      backend: self.backend_name().await?,
+    })
+  }
 
   /// Extracts a tar archive (plain or gzip) into `path` in the box.
   async fn upload_files(&self, box_id: &str, path: &str, tar: ByteStream) -> Result<()>;

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::client::{
-  BoxClient, BoxRecord, ByteStream, CreateBoxParams, ExecDone, ExecEventStream, ExecOutput, ExecRequest,
-  Execution, Features, Snapshot,
+  BoxClient, BoxRecord, BoxTerminal, ByteStream, CreateBoxParams, ExecDone, ExecEventStream, ExecOutput,
+  ExecRequest, Execution, Features, Snapshot,
 };
 use crate::error::{Error, Result};
 
@@ -121,6 +121,17 @@ impl BoxClient for Checked {
     check("box", box_id)?;
     check("execution", exec_id)?;
     self.0.resize_exec(box_id, exec_id, cols, rows).await
+  }
+  async fn open_box_terminal(
+    &self,
+    box_id: &str,
+    shell: &str,
+    term: &str,
+    cols: u16,
+    rows: u16,
+  ) -> Result<BoxTerminal> {
+    check("box", box_id)?;
+    self.0.open_box_terminal(box_id, shell, term, cols, rows).await
   }
   async fn upload_files(&self, box_id: &str, path: &str, tar: ByteStream) -> Result<()> {
     check("box", box_id)?;

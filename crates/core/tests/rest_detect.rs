@@ -144,7 +144,7 @@ async fn a_wrong_forced_dialect_fails_clearly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn features_tell_the_file_layer_what_each_server_can_do() {
+async fn features_tell_the_file_and_terminal_layers_what_each_server_can_do() {
   let cases: Vec<(Vec<&str>, Features)> = vec![
     (
       vec!["--dialect", "sse", "--auth", "none"],
@@ -152,6 +152,7 @@ async fn features_tell_the_file_layer_what_each_server_can_do() {
         tar_upload: true,
         tar_download: true,
         exec_stdin: true,
+        box_terminal: false,
       },
     ),
     (
@@ -169,6 +170,7 @@ async fn features_tell_the_file_layer_what_each_server_can_do() {
         tar_upload: false,
         tar_download: true,
         exec_stdin: false,
+        box_terminal: false,
       },
     ),
     (
@@ -177,6 +179,7 @@ async fn features_tell_the_file_layer_what_each_server_can_do() {
         tar_upload: true,
         tar_download: true,
         exec_stdin: true,
+        box_terminal: false,
       },
     ),
     (
@@ -185,6 +188,7 @@ async fn features_tell_the_file_layer_what_each_server_can_do() {
         tar_upload: true,
         tar_download: true,
         exec_stdin: false,
+        box_terminal: true,
       },
     ),
   ];

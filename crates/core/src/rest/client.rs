@@ -18,10 +18,10 @@ use super::dialect::{self, Action, Dialect, Download, Upload};
 use super::exec::Executor;
 use super::request::{Route, Spec};
 use super::transport::{Payload, Transport, Tuning};
-use super::{attach_upload, boxrun_files, detect, wire};
+use super::{attach_upload, box_terminal, boxrun_files, detect, wire};
 use crate::client::{
-  BoxClient, BoxRecord, ByteStream, CreateBoxParams, ExecEventStream, ExecOutput, ExecRequest, Execution,
-  Features, Snapshot,
+  BoxClient, BoxRecord, BoxTerminal, ByteStream, CreateBoxParams, ExecEventStream, ExecOutput, ExecRequest,
+  Execution, Features, Snapshot,
 };
 use crate::config::{Auth, RemoteConfig};
 use crate::error::{Error, Result};
@@ -320,6 +320,24 @@ impl BoxClient for RestClient {
   async fn get_config(&self) -> Result<Value> {
     let route = self.route().await?;
     self.json(&route.config()).await
+  }
+
+  async fn open_box_terminal(
+    &self,
+    box_id: &str,
+    shell: &str,
+    term: &str,
+    cols: u16,
+    rows: u16,
+  ) -> Result<BoxTerminal> {
+    let route = self.route().await?;
+    match route
+      .profile()
+      .box_terminal(route, box_id, shell, term, (cols, rows))
+    {
+      Some(spec) => box_terminal::connect(&self.transport, box_id, &spec).await,
+      None => Err(route.unsupported("openBoxTerminal (this server has no box terminal endpoint)")),
+    }
   }
 
   async fn features(&self) -> Result<Features> {

@@ -13,11 +13,13 @@
 //!   the token cache rules, `tls` the TLS set-up, `proxy` the
 //!   WebSocket's way through a proxy, `body` the bounds on streamed bodies.
 //! * `sse` and `ws` decode event streams and attach frames; `events` turns them into exec
-//!   events; `attach_upload` and `boxrun_files` carry tar transfers where servers cannot.
+//!   events; `attach_upload` and `boxrun_files` carry tar transfers where servers cannot;
+//!   `box_terminal` is BoxRun's own terminal WebSocket.
 
 mod attach_upload;
 mod auth;
 mod body;
+mod box_terminal;
 mod boxrun_files;
 mod client;
 mod detect;

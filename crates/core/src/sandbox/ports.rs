@@ -31,6 +31,16 @@ impl Adapter {
     Ok(format!("http://{host}:{host_port}"))
   }
 
+  /// Whether this adapter created box `id` with a mapping for guest port `guest`.
+  pub(crate) fn maps_guest_port(&self, id: &str, guest: u16) -> bool {
+    self
+      .ports
+      .lock()
+      .expect("ports lock")
+      .get(id)
+      .is_some_and(|m| m.contains_key(&guest))
+  }
+
   pub(super) fn record_ports(&self, id: &str, ports: &[(u16, u16)]) {
     let map = ports.iter().map(|(host, guest)| (*guest, *host)).collect();
     self.ports.lock().expect("ports lock").insert(id.to_string(), map);

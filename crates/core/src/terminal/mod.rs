@@ -2,7 +2,10 @@
 //! addon itself on loopback, behind an unguessable per-terminal token in the path
 //! (`ws://127.0.0.1:<port>/terminal/<token>/ws`). Every connection runs one shell in the box as
 //! a tty execution of the mode's client (`exec_async` + `get_exec_output` + `send_exec_input` +
-//! `resize_exec`), so local mode and every remote dialect with interactive stdin serve it alike.
+//! `resize_exec`), so local mode and every remote dialect with interactive stdin serve it alike;
+//! on BoxRun (no exec stdin) it is a shell on the server's own box terminal WebSocket
+//! (`BoxClient::open_box_terminal`). A server with neither (SSE-era `boxlite serve`) gets the
+//! in-box ttyd when the box maps its port, and a clear refusal otherwise.
 //!
 //! Two framings share the endpoint; the client's first frame says which one it speaks:
 //! * **core** (`@sandbank.dev/core`'s `connectTerminal`): type byte `0x00` + input / output,
@@ -39,9 +42,9 @@ pub mod ttyd_in_box;
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::Adapter;
-use crate::client::BoxClient;
 use crate::error::{Error, Result};
 use protocol::bind_address;
+use ttyd_in_box::TTYD_PORT;
 
 pub use server::Terminals;
 
@@ -107,23 +110,26 @@ impl Adapter {
         ),
       });
     }
-    ensure_interactive(client.as_ref()).await?;
-    self.terminals.start(client, id, &shell, ip).await
+    let features = client.features().await?;
+    if !features.exec_stdin && !features.box_terminal {
+      // No way to a shell through the server: the original's in-box ttyd, when it can be
+      // reached (the box maps its port), else a clear refusal.
+      if self.maps_guest_port(id, TTYD_PORT) {
+        return self
+          .start_ttyd_in_box(id, &shell, options.hostname.as_deref())
+          .await;
+      }
+      return Err(Error::Unsupported {
+        operation: format!(
+          "startTerminal (an interactive shell needs exec stdin or a terminal endpoint of the server; create \
+           the sandbox with a mapping for guest port {TTYD_PORT} to use ttyd inside the box instead)"
+        ),
+        backend: client.backend_name().await?,
+      });
+    }
+    self
+      .terminals
+      .start(client, id, &shell, ip, features.box_terminal)
+      .await
   }
-}
-
-/// Fails with `Unsupported` when the backend cannot run an interactive shell: its executions
-/// take no stdin (BoxRun; SSE-era `boxlite serve`, which forgets an execution once its output
-/// is read).
-async fn ensure_interactive(client: &dyn BoxClient) -> Result<()> {
-  if client.features().await?.exec_stdin {
-    return Ok(());
-  }
-  Err(Error::Unsupported {
-    operation:
-      "startTerminal (an interactive shell needs exec stdin and resize; mode: 'ttyd' with a mapped port \
-                is the alternative)"
-        .into(),
-    backend: client.backend_name().await?,
-  })
 }

@@ -46,6 +46,8 @@ pub(super) struct Terminal {
   pub(super) box_id: String,
   pub(super) shell: String,
   pub(super) token: String,
+  /// Shells run on the server's own terminal endpoint (BoxRun) instead of as tty executions.
+  pub(super) box_terminal: bool,
 }
 
 impl Terminals {
@@ -56,6 +58,7 @@ impl Terminals {
     box_id: &str,
     shell: &str,
     ip: IpAddr,
+    box_terminal: bool,
   ) -> Result<TerminalInfo> {
     if self.state.lock().unwrap_or_else(|p| p.into_inner()).closed {
       return Err(Error::Disposed);
@@ -75,6 +78,7 @@ impl Terminals {
       box_id: box_id.to_string(),
       shell: shell.to_string(),
       token,
+      box_terminal,
     });
     let (shutdown, watch_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, terminal, watch_rx));

@@ -101,7 +101,7 @@ impl Session {
     };
     let shell = match started {
       Ok(Ok(shell)) => {
-        tracing::debug!(box_id = %self.terminal.box_id, exec_id = %shell.exec_id, "terminal shell started");
+        tracing::debug!(box_id = %self.terminal.box_id, exec_id = ?shell.exec_id, "terminal shell started");
         shell
       }
       Ok(Err(e)) => return self.fail_to_start(e.to_string()).await,

@@ -1,5 +1,6 @@
-//! The shell behind one terminal connection: a tty execution in the box, its stdin and resizes
-//! written in order by a task of its own, and its hang-up when the client leaves.
+//! The shell behind one terminal connection: a tty execution in the box (or, on BoxRun, a shell
+//! on the server's box terminal WebSocket), its stdin and resizes written in order by a task of
+//! its own, and its hang-up when the client leaves.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use bytes::Bytes;
 
 use super::protocol::Size;
 use super::server::Terminal;
-use crate::client::{ExecEvent, ExecEventStream, ExecRequest};
+use crate::client::{BoxTerminal, ExecEvent, ExecEventStream, ExecRequest, TerminalInput};
 use crate::error::{Error, Result};
 
 /// `TERM` of the shell (xterm.js and every mainstream terminal understand it).
@@ -36,7 +37,9 @@ pub(super) enum Control {
 }
 
 pub(super) struct Shell {
-  pub(super) exec_id: String,
+  /// The shell's execution; `None` on a server's box terminal, where closing the connection
+  /// ends the shell.
+  pub(super) exec_id: Option<String>,
   pub(super) output: ExecEventStream,
   pub(super) control: mpsc::UnboundedSender<Control>,
   pub(super) failures: mpsc::UnboundedReceiver<Error>,
@@ -46,6 +49,9 @@ pub(super) struct Shell {
 /// Starts the shell as a tty execution and opens its output (before any stdin, so an attach
 /// based client writes stdin through the same connection).
 pub(super) async fn start_shell(terminal: &Terminal) -> Result<Shell> {
+  if terminal.box_terminal {
+    return start_box_terminal(terminal).await;
+  }
   let client = &terminal.client;
   let request = ExecRequest {
     cmd: vec![terminal.shell.clone()],
@@ -129,7 +135,7 @@ pub(super) async fn start_shell(terminal: &Terminal) -> Result<Shell> {
     })
   };
   Ok(Shell {
-    exec_id: execution.id,
+    exec_id: Some(execution.id),
     output,
     control,
     failures,
@@ -137,27 +143,82 @@ pub(super) async fn start_shell(terminal: &Terminal) -> Result<Shell> {
   })
 }
 
+/// A shell on the server's box terminal: its input sender lives in the writer task, so ending
+/// that task closes the connection (and the server ends the shell).
+async fn start_box_terminal(terminal: &Terminal) -> Result<Shell> {
+  let BoxTerminal { output, input } = terminal
+    .client
+    .open_box_terminal(
+      &terminal.box_id,
+      &terminal.shell,
+      TERM,
+      DEFAULT_SIZE.cols,
+      DEFAULT_SIZE.rows,
+    )
+    .await?;
+  let (control, mut inbox) = mpsc::unbounded_channel::<Control>();
+  let (report, failures) = mpsc::unbounded_channel::<Error>();
+  let writer = tokio::spawn(async move {
+    while let Some(control) = inbox.recv().await {
+      let message = match control {
+        Control::Input(data) => TerminalInput::Data(data),
+        Control::Resize(size) => TerminalInput::Resize {
+          cols: size.cols,
+          rows: size.rows,
+        },
+      };
+      let error = match tokio::time::timeout(CONTROL_TIMEOUT, input.send(message)).await {
+        Ok(Ok(())) => continue,
+        // The connection task is gone; the output reports why.
+        Ok(Err(_)) => return,
+        Err(_) => Error::Timeout {
+          operation: "terminal input".into(),
+          after_ms: CONTROL_TIMEOUT.as_millis() as u64,
+        },
+      };
+      let _ = report.send(error);
+      return;
+    }
+  });
+  Ok(Shell {
+    exec_id: None,
+    output,
+    control,
+    failures,
+    writer,
+  })
+}
+
+/// Waits (bounded) for the shell's output to end.
+async fn shell_ended(shell: &mut Shell, wait: Duration) -> bool {
+  tokio::time::timeout(wait, async {
+    loop {
+      match shell.output.next().await {
+        Some(Ok(ExecEvent::Exit(_))) | Some(Err(_)) | None => return,
+        Some(Ok(_)) => {}
+      }
+    }
+  })
+  .await
+  .is_ok()
+}
+
 /// Ends a shell whose client is gone: SIGHUP (a terminal hang-up), then SIGKILL, each followed
-/// by a bounded wait for its exit.
+/// by a bounded wait for its exit. A box terminal's shell ends with its connection.
 pub(super) async fn end_shell(terminal: Arc<Terminal>, mut shell: Shell) {
   shell.writer.abort();
+  let Some(exec_id) = shell.exec_id.clone() else {
+    shell_ended(&mut shell, KILL_WAIT).await;
+    return;
+  };
   let client = &terminal.client;
   for (signal, wait) in [(1, HANGUP_WAIT), (9, KILL_WAIT)] {
     let _ = tokio::time::timeout(
       SIGNAL_TIMEOUT,
-      client.signal_exec(&terminal.box_id, &shell.exec_id, signal),
+      client.signal_exec(&terminal.box_id, &exec_id, signal),
     )
     .await;
-    let exited = tokio::time::timeout(wait, async {
-      loop {
-        match shell.output.next().await {
-          Some(Ok(ExecEvent::Exit(_))) | Some(Err(_)) | None => return,
-          Some(Ok(_)) => {}
-        }
-      }
-    })
-    .await;
-    if exited.is_ok() {
+    if shell_ended(&mut shell, wait).await {
       return;
     }
   }

@@ -1,7 +1,7 @@
 //! `boxrun`: the BoxRun server. No tenant segment, `/v1/info` instead of `/v1/config`, colon
 //! actions (`…/boxes/{id}:start`, `…/exec/{id}:cancel`), a synchronous create that boots the
 //! box, `cmd`/`timeout_ms` exec bodies, replayed `seq`-numbered SSE events, no stdin, no
-//! signals other than cancel, no resize, one-file transfers only (tar is emulated in
+//! signals other than cancel, no resize (interactive shells use the box terminal WebSocket), one-file transfers only (tar is emulated in
 //! `rest/boxrun_files.rs`) and none of the optional groups.
 
 use reqwest::Method;
@@ -194,6 +194,25 @@ impl Profile for Boxrun {
     Err(route.unsupported("resizeExec"))
   }
 
+  /// `GET /v1/boxes/{id}/attach?shell=&cols=&rows=&term=`: a tty shell that lives as long as
+  /// the WebSocket (raw bytes both ways, JSON `resize` / `exit` / `error` text frames).
+  fn box_terminal(
+    &self,
+    route: &Route,
+    box_id: &str,
+    shell: &str,
+    term: &str,
+    size: (u16, u16),
+  ) -> Option<Spec> {
+    Some(
+      Spec::new(Method::GET, format!("{}/attach", route.one_box(box_id)))
+        .query("shell", shell)
+        .query("cols", size.0.to_string())
+        .query("rows", size.1.to_string())
+        .query("term", term),
+    )
+  }
+
   fn upload(&self) -> Upload {
     Upload::Staged
   }
@@ -208,6 +227,7 @@ impl Profile for Boxrun {
       tar_upload: true,
       tar_download: true,
       exec_stdin: false,
+      box_terminal: true,
     }
   }
 

@@ -116,6 +116,7 @@ impl Profile for Current {
       tar_upload: true,
       tar_download: true,
       exec_stdin: true,
+      box_terminal: false,
     }
   }
 

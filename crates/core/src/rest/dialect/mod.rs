@@ -199,6 +199,17 @@ pub trait Profile: Send + Sync {
   /// Delivers `signal` (a kill where the dialect kills differently).
   fn signal(&self, route: &Route, box_id: &str, exec_id: &str, signal: i32) -> Result<Spec>;
   fn resize(&self, route: &Route, box_id: &str, exec_id: &str, cols: u16, rows: u16) -> Result<Spec>;
+  /// The WebSocket of a shell on the server's own box terminal endpoint, if it has one.
+  fn box_terminal(
+    &self,
+    _route: &Route,
+    _box_id: &str,
+    _shell: &str,
+    _term: &str,
+    _size: (u16, u16),
+  ) -> Option<Spec> {
+    None
+  }
 
   fn upload(&self) -> Upload;
   fn download(&self) -> Download;

@@ -191,6 +191,7 @@ impl Profile for SseRef {
       tar_upload: true,
       tar_download: true,
       exec_stdin: true,
+      box_terminal: false,
     }
   }
 

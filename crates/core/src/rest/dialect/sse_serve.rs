@@ -106,6 +106,7 @@ impl Profile for SseServe {
       tar_upload: false,
       tar_download: true,
       exec_stdin: false,
+      box_terminal: false,
     }
   }
 

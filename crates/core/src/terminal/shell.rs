@@ -124,10 +124,7 @@ pub(super) async fn start_shell(terminal: &Terminal) -> Result<Shell> {
         let error = match result {
           Ok(Ok(())) => continue,
           Ok(Err(e)) => e,
-          Err(_) => Error::Timeout {
-            operation: "terminal input".into(),
-            after_ms: CONTROL_TIMEOUT.as_millis() as u64,
-          },
+          Err(_) => control_timeout(),
         };
         let _ = report.send(error);
         return;
@@ -141,6 +138,14 @@ pub(super) async fn start_shell(terminal: &Terminal) -> Result<Shell> {
     failures,
     writer,
   })
+}
+
+/// A keystroke or resize that the box did not take in time.
+fn control_timeout() -> Error {
+  Error::Timeout {
+    operation: "terminal input".into(),
+    after_ms: CONTROL_TIMEOUT.as_millis() as u64,
+  }
 }
 
 /// A shell on the server's box terminal: its input sender lives in the writer task, so ending
@@ -167,17 +172,15 @@ async fn start_box_terminal(terminal: &Terminal) -> Result<Shell> {
           rows: size.rows,
         },
       };
-      let error = match tokio::time::timeout(CONTROL_TIMEOUT, input.send(message)).await {
+      match tokio::time::timeout(CONTROL_TIMEOUT, input.send(message)).await {
         Ok(Ok(())) => continue,
         // The connection task is gone; the output reports why.
         Ok(Err(_)) => return,
-        Err(_) => Error::Timeout {
-          operation: "terminal input".into(),
-          after_ms: CONTROL_TIMEOUT.as_millis() as u64,
-        },
-      };
-      let _ = report.send(error);
-      return;
+        Err(_) => {
+          let _ = report.send(control_timeout());
+          return;
+        }
+      }
     }
   });
   Ok(Shell {

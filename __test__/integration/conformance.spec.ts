@@ -248,6 +248,25 @@ for (const mode of modes) {
       expect(new Uint8Array(await sandbox.readFile('/tmp/conf/tmpfile.bin'))).toEqual(data)
     })
 
+    test('a /tmp file of several read pieces (12 MiB) comes back byte-exact', async () => {
+      const size = 12 * 1024 * 1024
+      const data = Buffer.alloc(size)
+      for (let i = 0; i < size; i += 512) data.writeUInt32LE(i, i)
+      await sandbox.writeFile('/tmp/conf/pieces.bin', data)
+      const back = await sandbox.readFile('/tmp/conf/pieces.bin')
+      expect(back.byteLength).toBe(size)
+      expect(Buffer.compare(Buffer.from(back), data)).toBe(0)
+      await sandbox.exec('rm -f /tmp/conf/pieces.bin')
+    })
+
+    test('output written at once beyond a server backlog (1 MB) reaches exec and execStream whole', async () => {
+      const command = "head -c 1000000 /dev/zero | tr '\\0' a"
+      const result = await sandbox.exec(command)
+      expect(result.exitCode).toBe(0)
+      expect(result.stdout.length).toBe(1_000_000)
+      expect((await collect(await sandbox.execStream!(command))).byteLength).toBe(1_000_000)
+    })
+
     test('a path is normalised once: /root/../tmp/x is /tmp/x for writeFile, readFile and exec', async () => {
       await sandbox.writeFile('/root/../tmp/conf-dots/x', 'dotted\n')
       expect(decoder.decode(await sandbox.readFile('/root/../tmp/conf-dots/x'))).toBe('dotted\n')

@@ -5,12 +5,16 @@
 //! Normal paths go through the backend's tar file API (copy-in / copy-out). Real guests mount
 //! `/tmp` and `/dev/shm` as tmpfs, which copy-in writes *beneath* and copy-out may not see
 //! (see `docs/dialects.md`), so paths there go through an exec instead: a `tar -x` fed on stdin
-//! where the backend has stdin, base64 pieces inside commands where it has none, and
-//! `tar | base64` on stdout for reads. Paths are always passed as arguments, never spliced
-//! into shell text.
+//! where the backend has stdin, base64 pieces inside commands where it has none, and checked
+//! base64 pieces on stdout for reads (`exec_read`). Paths are always passed as arguments, never
+//! spliced into shell text.
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+
+mod exec_read;
+
+pub use exec_read::cksum;
 
 use crate::adapter::Adapter;
 use crate::archive;
@@ -175,43 +179,6 @@ async fn drain(mut events: ExecEventStream) -> Result<(Option<i32>, String)> {
   })
 }
 
-/// The stdout of an execution as bytes; ends with an error when the command fails.
-fn checked_stdout(events: ExecEventStream, path: String) -> ByteStream {
-  let state = (events, Vec::<u8>::new(), path, false);
-  Box::pin(futures_util::stream::unfold(
-    state,
-    |(mut events, mut stderr, path, done)| async move {
-      if done {
-        return None;
-      }
-      loop {
-        match events.next().await {
-          Some(Ok(ExecEvent::Stdout(chunk))) => return Some((Ok(chunk), (events, stderr, path, false))),
-          Some(Ok(ExecEvent::Stderr(chunk))) => {
-            if stderr.len() < STDERR_KEEP_BYTES {
-              stderr.extend_from_slice(&chunk);
-            }
-          }
-          Some(Ok(ExecEvent::Exit(Some(0)))) => return None,
-          Some(Ok(ExecEvent::Exit(code))) => {
-            let error = command_failure(&path, code, &String::from_utf8_lossy(&stderr));
-            return Some((Err(error), (events, stderr, path, true)));
-          }
-          Some(Err(error)) => return Some((Err(error), (events, stderr, path, true))),
-          None => {
-            let error = Error::Protocol {
-              method: "exec".into(),
-              path: "output".into(),
-              message: "output ended without an exit status".into(),
-            };
-            return Some((Err(error), (events, stderr, path, true)));
-          }
-        }
-      }
-    },
-  ))
-}
-
 /// Extracts a plain tar into `dest` (created if missing) with the best path the backend has.
 async fn extract_into(
   client: &dyn BoxClient,
@@ -335,13 +302,7 @@ impl Adapter {
       let tar = self.download(client.as_ref(), id, &path).await?;
       return Ok(archive::single_file_content(tar, &path));
     }
-    let read = script(
-      "sandbank-read",
-      r#"test -f "$1" || { echo "$1: No such file or directory" >&2; exit 1; }; base64 -- "$1""#,
-      &[&path],
-    );
-    let events = client.exec_stream(id, read).await?;
-    Ok(archive::decode_base64_stream(checked_stdout(events, path)))
+    Ok(exec_read::read(client, id, &path))
   }
 
   /// Extracts a tar or tar.gz archive into `dest_dir` (created if missing), exactly like
@@ -363,13 +324,28 @@ impl Adapter {
       let tar = self.download(client.as_ref(), id, &src).await?;
       return Ok(archive::contents_archive(tar, &src));
     }
+    // Packed into a file first, so that it is read through the checked piecewise reader.
     let pack = script(
       "sandbank-archive",
-      r#"set -o pipefail; test -d "$1" || { echo "$1: No such file or directory" >&2; exit 1; }; tar -czf - -C "$1" . | base64"#,
+      r#"test -d "$1" || { echo "$1: No such file or directory" >&2; exit 1; }; stage="$(mktemp)" && tar -czf "$stage" -C "$1" . && echo "$stage" || { rm -f -- "$stage"; exit 1; }"#,
       &[&src],
     );
-    let events = client.exec_stream(id, pack).await?;
-    Ok(archive::decode_base64_stream(checked_stdout(events, src)))
+    let output = client.exec(id, pack).await?;
+    if output.exit_code != 0 {
+      return Err(command_failure(&src, Some(output.exit_code), &output.stderr));
+    }
+    let stage = output.stdout.trim().to_string();
+    let cleanup = StageCleanup {
+      client: client.clone(),
+      id: id.to_string(),
+      stage: stage.clone(),
+      runtime: tokio::runtime::Handle::try_current().ok(),
+    };
+    let pieces = exec_read::read(client, id, &stage);
+    Ok(Box::pin(pieces.map(move |piece| {
+      let _keep_until_the_stream_ends = &cleanup;
+      piece
+    })))
   }
 
   /// `download_files`, telling a missing path apart from a missing box.
@@ -385,6 +361,26 @@ impl Adapter {
         Err(_) => Err(error),
       },
       Err(error) => Err(error),
+    }
+  }
+}
+
+/// Removes a staged archive from the box once its stream is dropped (read, failed or abandoned).
+struct StageCleanup {
+  client: std::sync::Arc<dyn BoxClient>,
+  id: String,
+  stage: String,
+  runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Drop for StageCleanup {
+  fn drop(&mut self) {
+    let (client, id) = (self.client.clone(), self.id.clone());
+    let remove = script("sandbank-cleanup", r#"rm -f -- "$1""#, &[&self.stage]);
+    if let Some(runtime) = &self.runtime {
+      runtime.spawn(async move {
+        let _ = client.exec(&id, remove).await;
+      });
     }
   }
 }

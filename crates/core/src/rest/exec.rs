@@ -27,6 +27,10 @@ use super::{wire, ws};
 use crate::client::{ExecEvent, ExecEventStream, ExecOutput, ExecRequest, Execution};
 use crate::error::{Error, Result};
 
+/// The prelude of a command whose output is read over the attach WebSocket: it waits for one
+/// line on stdin (sent once the socket is open) before the command starts (see `gate`).
+const GATE_SCRIPT: &str = r#"read -r sandbank_gate; exec "$@""#;
+
 /// A timed-out exec is killed within this bound before the timeout is reported.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A detaching attach client waits this long for the server to close its side.
@@ -82,16 +86,19 @@ impl Executor {
   }
 
   /// The output of an execution as events, ending with `Exit` (or an error).
+  /// `gated`: the command waits for the gate line (it was started with `gated`), which is sent
+  /// as soon as the output is attached.
   pub async fn open_output(
     self: &Arc<Self>,
     route: &Route,
     box_id: &str,
     exec_id: &str,
+    gated: bool,
   ) -> Result<ExecEventStream> {
     let profile = route.profile();
     let spec = profile.output(route, box_id, exec_id);
     let kind = match profile.output_kind() {
-      Output::Attach => return self.attached_output(&spec, exec_id).await,
+      Output::Attach => return self.attached_output(&spec, exec_id, gated).await,
       Output::SseEra => EventKind::SseEra,
       Output::BoxrunEvents => EventKind::Boxrun(Default::default(), route.exec_status(box_id, exec_id)),
     };
@@ -100,8 +107,16 @@ impl Executor {
     Ok(crate::diag::traced_exec(events, exec_id, "sse"))
   }
 
-  async fn attached_output(self: &Arc<Self>, spec: &Spec, exec_id: &str) -> Result<ExecEventStream> {
-    let (sink, source) = self.attach(spec).await?;
+  async fn attached_output(
+    self: &Arc<Self>,
+    spec: &Spec,
+    exec_id: &str,
+    gated: bool,
+  ) -> Result<ExecEventStream> {
+    let (mut sink, source) = self.attach(spec).await?;
+    if gated {
+      ws::send(&mut sink, vec![ws::stdin_frame(Bytes::from_static(b"\n"))], spec).await?;
+    }
     let sink: SharedSink = Arc::new(tokio::sync::Mutex::new(sink));
     let guard = Arc::new(AttachGuard {
       executor: Arc::downgrade(self),
@@ -114,7 +129,8 @@ impl Executor {
       .unwrap_or_else(|p| p.into_inner())
       .insert(exec_id.to_string(), Arc::downgrade(&sink));
     let idle = self.transport.tuning.stream_idle_timeout;
-    let events = Box::pin(ws::events(source, idle, spec, Some(guard)));
+    let frames = ws::read_ahead(source, ws::READ_AHEAD_BYTES);
+    let events = Box::pin(ws::events(frames, idle, spec, Some(guard)));
     Ok(crate::diag::traced_exec(events, exec_id, "websocket"))
   }
 
@@ -131,6 +147,36 @@ impl Executor {
         other => return other,
       }
     }
+  }
+
+  /// Whether a command this client starts and reads itself is gated (`GATE_SCRIPT`): over the
+  /// attach WebSocket the server starts the command before anyone attaches and keeps only a
+  /// small backlog for the first reader (256 KiB in `boxlite serve` 0.11), so a command that
+  /// writes more before the socket opens would lose the head of its output. A tty command is
+  /// not gated (the pty would echo the gate line); it is interactive and starts quietly.
+  fn gates(route: &Route, request: &ExecRequest) -> bool {
+    route.profile().output_kind() == Output::Attach && request.tty != Some(true)
+  }
+
+  /// Starts `request`, behind the gate when `gates` says so; returns the execution and whether
+  /// it is gated.
+  async fn start_owned(
+    &self,
+    route: &Route,
+    box_id: &str,
+    request: &ExecRequest,
+  ) -> Result<(Execution, bool)> {
+    if !Self::gates(route, request) {
+      return Ok((self.start(route, box_id, request).await?, false));
+    }
+    let mut cmd = vec!["sh".into(), "-c".into(), GATE_SCRIPT.into(), "sh".into()];
+    cmd.extend(request.effective_argv());
+    let gated = ExecRequest {
+      cmd,
+      working_dir: None,
+      ..request.clone()
+    };
+    Ok((self.start(route, box_id, &gated).await?, true))
   }
 
   /// Writes stdin the way the dialect takes it.
@@ -212,10 +258,10 @@ impl Executor {
     let work = {
       let started = started.clone();
       async move {
-        let execution = self.start(route, box_id, &request).await?;
+        let (execution, gated) = self.start_owned(route, box_id, &request).await?;
         *started.lock().unwrap_or_else(|p| p.into_inner()) =
           Some(self.kill_on_drop(route, box_id, &execution.id));
-        let events = self.open_output(route, box_id, &execution.id).await?;
+        let events = self.open_output(route, box_id, &execution.id, gated).await?;
         let output = collect(events).await;
         if output.is_ok() {
           if let Some(guard) = started.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
@@ -270,9 +316,9 @@ impl Executor {
     request: ExecRequest,
   ) -> Result<ExecEventStream> {
     let begun = tokio::time::Instant::now();
-    let execution = self.start(route, box_id, &request).await?;
+    let (execution, gated) = self.start_owned(route, box_id, &request).await?;
     let guard = self.kill_on_drop(route, box_id, &execution.id);
-    let events = self.open_output(route, box_id, &execution.id).await?;
+    let events = self.open_output(route, box_id, &execution.id, gated).await?;
     let Some(limit) = request.timeout_seconds.map(Duration::from_secs_f64) else {
       return Ok(owned(events, guard));
     };

@@ -10,7 +10,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::body::chain;
@@ -76,10 +76,60 @@ pub fn stdin_eof_frame() -> Message {
   Message::Text(json!({"type": "stdin_eof"}).to_string().into())
 }
 
+/// Frames as they come off the socket (a `WsSource`, or `read_ahead` of one).
+pub type Frames =
+  std::pin::Pin<Box<dyn futures_core::Stream<Item = std::result::Result<Message, WsError>> + Send>>;
+
+/// How many received bytes an attached execution's reader may hold that its consumer has not
+/// taken yet (see `read_ahead`).
+pub const READ_AHEAD_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads `source` on a task of its own as fast as frames arrive, holding up to `budget` bytes
+/// the consumer has not taken yet. The attach server has no flow control towards a slow
+/// reader: its per-reader queue is short and what overflows it is dropped without a word
+/// (`boxlite serve` 0.11), so the socket must never wait for a slow consumer (a JS stream
+/// reader, a busy event loop) while this bound allows. The task ends when the consumer goes.
+pub fn read_ahead(mut source: WsSource, budget: usize) -> Frames {
+  const UNIT: usize = 1024;
+  let total = u32::try_from(budget.div_ceil(UNIT)).unwrap_or(u32::MAX).max(1);
+  let room = Arc::new(tokio::sync::Semaphore::new(total as usize));
+  type Item = (
+    std::result::Result<Message, WsError>,
+    tokio::sync::OwnedSemaphorePermit,
+  );
+  let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Item>();
+  tokio::spawn(async move {
+    loop {
+      let next = tokio::select! {
+        next = source.next() => next,
+        () = tx.closed() => break,
+      };
+      let Some(item) = next else { break };
+      let units = item.as_ref().map_or(1, |m| m.len().div_ceil(UNIT)).max(1);
+      let units = u32::try_from(units).unwrap_or(u32::MAX).min(total);
+      let permit = tokio::select! {
+        permit = room.clone().acquire_many_owned(units) => match permit {
+          Ok(permit) => permit,
+          Err(_) => break,
+        },
+        () = tx.closed() => break,
+      };
+      let failed = item.is_err();
+      if tx.send((item, permit)).is_err() || failed {
+        break;
+      }
+    }
+  });
+  Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+    // The permit goes with the frame: the room it held is free once the consumer has it.
+    rx.recv().await.map(|(item, _permit)| (item, rx))
+  }))
+}
+
 /// The events of an attached execution, ending after the exit frame. A close or a broken
 /// connection before it is an error; silence longer than `idle` is one too.
 pub fn events(
-  source: WsSource,
+  source: impl futures_core::Stream<Item = std::result::Result<Message, WsError>> + Send + Unpin + 'static,
   idle: Duration,
   spec: &Spec,
   guard: Option<Arc<dyn Send + Sync>>,

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 
 mod exec_read;
 
-pub use exec_read::cksum;
+pub use exec_read::{cksum, Cksum};
 
 use crate::adapter::Adapter;
 use crate::archive;

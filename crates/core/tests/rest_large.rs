@@ -7,60 +7,10 @@ mod rest_common;
 use std::time::Instant;
 
 use boxlite_core::client::BoxClient;
+use boxlite_core::files::Cksum;
 use futures_util::StreamExt;
 use rest_common::*;
 use serde_json::json;
-
-/// POSIX `cksum`: CRC-32 (polynomial 0x04C11DB7, MSB first) over the data and its length.
-struct Cksum {
-  crc: u32,
-  len: u64,
-  table: [u32; 256],
-}
-
-impl Default for Cksum {
-  fn default() -> Self {
-    let mut table = [0u32; 256];
-    for (i, entry) in table.iter_mut().enumerate() {
-      let mut crc = (i as u32) << 24;
-      for _ in 0..8 {
-        crc = if crc & 0x8000_0000 != 0 {
-          (crc << 1) ^ 0x04C1_1DB7
-        } else {
-          crc << 1
-        };
-      }
-      *entry = crc;
-    }
-    Cksum {
-      crc: 0,
-      len: 0,
-      table,
-    }
-  }
-}
-
-impl Cksum {
-  fn update(&mut self, bytes: &[u8]) {
-    for &b in bytes {
-      self.byte(b);
-    }
-    self.len += bytes.len() as u64;
-  }
-
-  fn byte(&mut self, b: u8) {
-    self.crc = (self.crc << 8) ^ self.table[((self.crc >> 24) as u8 ^ b) as usize];
-  }
-
-  fn finish(mut self) -> (u32, u64) {
-    let mut n = self.len;
-    while n > 0 {
-      self.byte((n & 0xff) as u8);
-      n >>= 8;
-    }
-    (!self.crc, self.len)
-  }
-}
 
 /// Walks a tar stream, feeding the contents of the entry named `*/<name>` to `sum`.
 struct TarWalker {

@@ -27,18 +27,46 @@ const READ_PIECE: &str = r#"test -f "$1" || { echo "$1: No such file or director
 dd if="$1" bs=65536 skip="$2" count="$3" 2>/dev/null | cksum >&2
 dd if="$1" bs=65536 skip="$2" count="$3" 2>/dev/null | base64"#;
 
-/// POSIX `cksum`: CRC-32 (polynomial 0x04C11DB7, not reflected) over the data, then over its
-/// length in as few octets as needed (least significant first), complemented.
-pub fn cksum(data: &[u8]) -> u32 {
-  const ALGORITHM: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_CKSUM);
-  let mut digest = ALGORITHM.digest();
-  digest.update(data);
-  let mut length = data.len() as u64;
-  while length > 0 {
-    digest.update(&[(length & 0xff) as u8]);
-    length >>= 8;
+/// POSIX `cksum`, fed in pieces: CRC-32 (polynomial 0x04C11DB7, not reflected) over the data,
+/// then over its length in as few octets as needed (least significant first), complemented.
+pub struct Cksum {
+  digest: crc::Digest<'static, u32>,
+  len: u64,
+}
+
+const CKSUM: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_CKSUM);
+
+impl Default for Cksum {
+  fn default() -> Self {
+    Cksum {
+      digest: CKSUM.digest(),
+      len: 0,
+    }
   }
-  digest.finalize()
+}
+
+impl Cksum {
+  pub fn update(&mut self, data: &[u8]) {
+    self.digest.update(data);
+    self.len += data.len() as u64;
+  }
+
+  /// `(crc, length)`, as `cksum` prints them.
+  pub fn finish(mut self) -> (u32, u64) {
+    let mut length = self.len;
+    while length > 0 {
+      self.digest.update(&[(length & 0xff) as u8]);
+      length >>= 8;
+    }
+    (self.digest.finalize(), self.len)
+  }
+}
+
+/// The POSIX `cksum` CRC of `data`.
+pub fn cksum(data: &[u8]) -> u32 {
+  let mut sum = Cksum::default();
+  sum.update(data);
+  sum.finish().0
 }
 
 /// What `cksum` printed: `(crc, length)` from the last line of two numbers.

@@ -1,5 +1,5 @@
 //! One execution of a box: a host process started through `exec-in-box` (so it runs inside
-//! the box's root, in its own session and process group), its stdio (pipes, or a pty for
+//! the box's root and PID namespace, in its own session and process group), its stdio (pipes, or a pty for
 //! `tty` execs), its exit as `Wait` reports it, `Kill` of it or its whole process group,
 //! `ResizeTty` and the exec timeout.
 
@@ -60,7 +60,10 @@ enum Input {
 }
 
 pub struct Execution {
+  /// As the host sees it (signals go there).
   pub pid: i32,
+  /// As the box sees it (what the guest reports).
+  pub box_pid: i32,
   input: tokio::sync::Mutex<Option<Input>>,
   output: Mutex<Option<mpsc::Receiver<ExecOutput>>>,
   exit: watch::Receiver<Option<ExitInfo>>,
@@ -166,7 +169,11 @@ fn helper_args(l: &Launch, status_fd: i32) -> Vec<String> {
   a
 }
 
-pub async fn spawn(self_exe: &std::path::Path, l: Launch) -> Result<Arc<Execution>, String> {
+pub async fn spawn(
+  self_exe: &std::path::Path,
+  pid_ns: &crate::pidns::PidNamespace,
+  l: Launch,
+) -> Result<Arc<Execution>, String> {
   use nix::fcntl::OFlag;
   let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
   let status_fd = status_w.as_raw_fd();
@@ -210,8 +217,8 @@ pub async fn spawn(self_exe: &std::path::Path, l: Launch) -> Result<Arc<Executio
     });
   }
   let started = Instant::now();
-  let mut child = cmd
-    .spawn()
+  let mut child = pid_ns
+    .spawn_inside(|| cmd.spawn())
     .map_err(|e| format!("cannot start {}: {e}", self_exe.display()))?;
   drop(cmd);
   drop(status_w);
@@ -262,6 +269,7 @@ pub async fn spawn(self_exe: &std::path::Path, l: Launch) -> Result<Arc<Executio
   });
   let exec = Arc::new(Execution {
     pid,
+    box_pid: crate::pidns::pid_in_box(pid),
     input: tokio::sync::Mutex::new(input),
     output: Mutex::new(Some(rx)),
     exit: exit_rx,

@@ -7,11 +7,13 @@
 //!   install-runtime --socket NAME --dir DIR [--runtime-files DIR]
 //!                                  writes DIR (for BOXLITE_RUNTIME_DIR) holding our boxlite-shim
 //!   exec-in-box ...                internal: enters a box's root, then execs the command
+//!   pid-init                       internal: pid 1 of a box's own PID namespace
 
 mod agent;
 mod daemon;
 mod enter;
 mod exec;
+mod pidns;
 mod rootfs;
 mod runtime_dir;
 mod users;
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
   let args: Vec<String> = std::env::args().skip(1).collect();
   match args.first().map(String::as_str) {
     Some("exec-in-box") => enter::main(&args[1..]),
+    Some("pid-init") => pidns::init_main(),
     Some("serve") => {
       let Some(socket) = flag(&args, "--socket") else {
         return usage();

@@ -167,39 +167,78 @@ def test_volumes_are_shared_with_the_host(rt, tmp_path):
     assert (vol / "from-guest").read_text() == "g\n"
 
 
+def host_pids(token: str) -> list[int]:
+    """Host pids of the processes whose command line contains `token` (box pids differ: each
+    box has its own PID namespace)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if token.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+async def gone(pids: list[int], timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while any(Path(f"/proc/{p}").exists() for p in pids) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    return not any(Path(f"/proc/{p}").exists() for p in pids)
+
+
 def test_kill_ends_the_exec_with_sigkill_and_stop_ends_what_it_left(rt):
     # boxlite 0.10.8's kill() asks the guest for the process only (Kill.process_group false), so
     # a background child outlives it, as in a real guest, until the box stops.
     async def main():
         box = await new_box(rt)
-        ex = await box.exec("sh", args=["-c", "sleep 300 & echo $!; wait"])
+        ex = await box.exec("sh", args=["-c", "sleep 300.101 & echo $!; wait"])
         stdout = ex.stdout()
         first = await stdout.__anext__()
         child = int((first if isinstance(first, str) else first.decode()).strip())
         await ex.kill()
         res = await ex.wait()
         assert res.exit_code == -signal.SIGKILL
-        assert Path(f"/proc/{child}").exists()
+        _, _, alive = await sh(box, f"kill -0 {child}")
+        assert alive == 0, "the background child should outlive a kill of its parent only"
+        on_host = host_pids("300.101")
+        assert on_host
         await box.stop()
-        for _ in range(100):
-            if not Path(f"/proc/{child}").exists():
-                break
-            await asyncio.sleep(0.1)
-        assert not Path(f"/proc/{child}").exists(), "the background child outlived stop()"
+        assert await gone(on_host), "the background child outlived stop()"
     run(main())
 
 
 def test_stop_leaves_no_box_process_behind(rt):
     async def main():
         box = await new_box(rt)
-        out, _, _ = await sh(box, "setsid sleep 300 >/dev/null 2>&1 & echo $!")
-        pid = int(out.strip())
-        assert Path(f"/proc/{pid}").exists()
+        await sh(box, "setsid sleep 300.102 >/dev/null 2>&1 &")
+        on_host = host_pids("300.102")
+        assert on_host
         await box.stop()
-        deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        assert not Path(f"/proc/{pid}").exists(), "a detached box process outlived stop()"
+        assert await gone(on_host), "a detached box process outlived stop()"
+    run(main())
+
+
+def test_each_box_sees_only_its_own_processes(rt):
+    # A VM has its own PID namespace: pgrep/ps in a box must not see other boxes or the host.
+    async def main():
+        host = await asyncio.create_subprocess_exec("sleep", "300.103")
+        one, two = await new_box(rt), await new_box(rt)
+        try:
+            await sh(one, "sleep 300.104 >/dev/null 2>&1 &")
+            out, _, _ = await sh(one, "pgrep -f '300[.]10[34]' || true")
+            assert len(out.split()) == 1, f"box one should see only its own sleep: {out!r}"
+            out, _, _ = await sh(two, "pgrep -f '300[.]10[34]' || true")
+            assert out == "", f"box two sees other processes: {out!r}"
+            out, _, _ = await sh(two, "echo $$; cat /proc/1/cmdline | tr '\\0' ' '")
+            pid, init = out.splitlines()
+            assert int(pid) < 100 and "pid-init" in init, out
+        finally:
+            host.kill()
+            await host.wait()
+            await one.stop()
+            await two.stop()
     run(main())
 
 

@@ -142,9 +142,34 @@ if [[ -n "$fakevm_started" ]]; then
     echo "-- the boxlite wheel's runtime files were not found (~/.local/share/boxlite/runtimes/v0.10.8-*)"
   fi
 
-  # The SSE-era reference server is third-party code kept outside this repository.
+  # `boxlite serve` 0.11.0: built when not cached, within a bound (docs/testing.md).
+  serve_rc=0
+  SERVE_BIN="$(setup_boxlite_serve)" || serve_rc=$?
+  if ((serve_rc == 3)); then
+    echo "-- skipped: boxlite serve 0.11.0 (not cached, and its build exceeded BOXLITE_SERVE_BUILD_TIMEOUT; reason above)"
+  elif ((serve_rc == 0)) && start_real_server serve "$SERVE_BIN" "$SERVER_RUNTIME" "$FAKEVM_DIR"; then
+    real_remote_suites "boxlite serve 0.11.0" BOXLITE_API_URL="$BOXLITE_REAL_CURRENT_URL" \
+      BOXLITE_API_TOKEN="$BOXLITE_REAL_CURRENT_API_KEY" BOXLITE_API_DIALECT=current \
+      BOXLITE_TEST_SERVER=boxlite-serve-0.11.0
+  else
+    echo "-- boxlite serve 0.11.0 could not be built or started (see above)"
+    failed+=("boxlite serve 0.11.0")
+  fi
+
+  # The SSE-era reference server is third-party code kept outside this repository: named by
+  # BOXLITE_REFERENCE_SERVER_DIR, or found in the conventional place (docs/testing.md).
   if [[ -z "${BOXLITE_REFERENCE_SERVER_DIR:-}" ]]; then
-    echo "-- skipped: SSE-era reference server (set BOXLITE_REFERENCE_SERVER_DIR to a copy of BoxLite's openapi/reference-server; docs/testing.md)"
+    dir="$ROOT"
+    while [[ "$dir" != / ]]; do
+      dir="$(dirname "$dir")"
+      if [[ -f "$dir/shared/reference/real-servers/boxlite-reference-server/server.py" ]]; then
+        BOXLITE_REFERENCE_SERVER_DIR="$dir/shared/reference/real-servers/boxlite-reference-server"
+        break
+      fi
+    done
+  fi
+  if [[ -z "${BOXLITE_REFERENCE_SERVER_DIR:-}" ]]; then
+    echo "-- skipped: SSE-era reference server (no copy found: set BOXLITE_REFERENCE_SERVER_DIR; docs/testing.md)"
   elif REFERENCE_PYTHON="$(setup_reference_server_venv | tail -n 1)" &&
     start_real_server reference "$BOXLITE_REFERENCE_SERVER_DIR" "$REFERENCE_PYTHON" "$BOXLITE_RUNTIME_DIR" "$FAKEVM_DIR"; then
     real_remote_suites "SSE-era reference server" BOXLITE_API_URL="$BOXLITE_REAL_SSE_URL" \

@@ -13,8 +13,9 @@
 //             turns that into a thrown error).
 //   remote    an existing server: BOXLITE_API_URL, BOXLITE_API_TOKEN,
 //             BOXLITE_CLIENT_ID, BOXLITE_CLIENT_SECRET, BOXLITE_PREFIX,
-//             BOXLITE_API_DIALECT (auto|sse|current|boxrun). Skips without
-//             BOXLITE_API_URL.
+//             BOXLITE_API_DIALECT (auto|sse|current|boxrun), and
+//             BOXLITE_TEST_SERVER naming which server that is when a suite
+//             must know (boxlite-serve-0.11.0). Skips without BOXLITE_API_URL.
 //
 // Shared: BOXLITE_TEST_ROOTFS (local OCI layout from scripts/build-oci-rootfs.sh,
 // also given to the probe), BOXLITE_TEST_IMAGE (default: the rootfs path),
@@ -154,6 +155,7 @@ export async function resolveTestTarget(env = process.env, opts = {}) {
     clientSecret: get(env, 'BOXLITE_CLIENT_SECRET'),
     prefix: get(env, 'BOXLITE_PREFIX'),
     dialect,
+    server: get(env, 'BOXLITE_TEST_SERVER'),
   }
   if (Boolean(api.clientId) !== Boolean(api.clientSecret)) {
     throw new TargetError('BOXLITE_CLIENT_ID and BOXLITE_CLIENT_SECRET must be set together')

@@ -14,7 +14,9 @@
              ``BOXLITE_API_TOKEN`` / ``BOXLITE_CLIENT_ID`` /
              ``BOXLITE_CLIENT_SECRET`` / ``BOXLITE_PREFIX`` and
              ``BOXLITE_API_DIALECT`` (``auto``, ``sse``, ``current``,
-             ``boxrun``). Skips when ``BOXLITE_API_URL`` is unset.
+             ``boxrun``), and ``BOXLITE_TEST_SERVER`` naming which server
+             that is when a suite must know (``boxlite-serve-0.11.0``).
+             Skips when ``BOXLITE_API_URL`` is unset.
 ===========  ==============================================================
 
 Shared variables: ``BOXLITE_TEST_ROOTFS`` (a local OCI layout — from
@@ -66,6 +68,7 @@ class RemoteApi:
     client_secret: Optional[str] = None
     prefix: Optional[str] = None
     dialect: str = "auto"
+    server: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,7 +219,7 @@ def resolve_test_target(env: Optional[Mapping[str, str]] = None, *,
         raise TargetError(f"BOXLITE_API_URL={url!r} is not an http(s) URL")
     api = RemoteApi(url=url.rstrip("/"), token=_get(env, "BOXLITE_API_TOKEN"),
                     client_id=_get(env, "BOXLITE_CLIENT_ID"), client_secret=_get(env, "BOXLITE_CLIENT_SECRET"),
-                    prefix=_get(env, "BOXLITE_PREFIX"), dialect=dialect)
+                    prefix=_get(env, "BOXLITE_PREFIX"), dialect=dialect, server=_get(env, "BOXLITE_TEST_SERVER"))
     if bool(api.client_id) != bool(api.client_secret):
         raise TargetError("BOXLITE_CLIENT_ID and BOXLITE_CLIENT_SECRET must be set together")
     return TestTarget("remote", False, f"remote server at {api.url} (dialect {dialect})", rootfs=rootfs,

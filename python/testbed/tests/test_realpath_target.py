@@ -233,7 +233,7 @@ PARITY_CASES = [
     {"BOXLITE_TEST_TARGET": "real-sdk", "PROBE": ("yes: liar", 3)},
     {"BOXLITE_TEST_TARGET": "remote"},
     {"BOXLITE_TEST_TARGET": "remote", "BOXLITE_API_URL": "https://api.example/api/", "BOXLITE_API_TOKEN": "t",
-     "BOXLITE_PREFIX": "org", "BOXLITE_API_DIALECT": "b"},
+     "BOXLITE_PREFIX": "org", "BOXLITE_API_DIALECT": "b", "BOXLITE_TEST_SERVER": "boxlite-serve-0.11.0"},
 ]
 
 
@@ -242,7 +242,8 @@ def _py_view(t: "T.TestTarget") -> dict:
     api = d["api"]
     if api:
         api = {"url": api["url"], "token": api["token"], "clientId": api["client_id"],
-               "clientSecret": api["client_secret"], "prefix": api["prefix"], "dialect": api["dialect"]}
+               "clientSecret": api["client_secret"], "prefix": api["prefix"], "dialect": api["dialect"],
+               "server": api["server"]}
     probe = {"line": t.probe.line, "exitCode": t.probe.exit_code} if t.probe else None
     return {"target": t.target, "skip": t.skip, "reason": t.reason, "python": t.python, "rootfs": t.rootfs,
             "image": t.image, "probe": probe, "api": api, "requireVm": t.require_vm}

@@ -4,6 +4,14 @@
 //! refreshed, with one transparent retry after a 401), bounded retries with backoff, timeouts,
 //! redirects kept on the configured origin, and the mapping of every failure onto `Error` with
 //! method and path but never a query string or a credential.
+//!
+//! This file: the client, request building and the retrying dispatch. `credentials` (the bearer
+//! and scrubbing credentials from text), `errors` (failures mapped onto `Error`) and `websocket`
+//! (opening an attach WebSocket) extend the same `Transport`.
+
+mod credentials;
+mod errors;
+mod websocket;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,19 +20,14 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use reqwest::{header, redirect, StatusCode};
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
-use tokio_tungstenite::Connector;
 use url::Url;
 
-use super::auth::{self, CachedToken};
-use super::body::{
-  chain, content_type, idle_bounded, parse_json_body, read_capped, track, watchdog, Progress, Stall,
-};
-use super::request::{self, Body, Deadline, Spec};
-use super::{wire, ws};
+use super::auth::CachedToken;
+use super::body::{chain, content_type, idle_bounded, parse_json_body, track, watchdog, Progress, Stall};
+use super::request::{Body, Deadline, Spec};
 use crate::client::ByteStream;
 use crate::config::{Auth, RemoteConfig, Secret};
-use crate::error::{ApiError, Error, Result};
+use crate::error::{Error, Result};
 
 /// Establishing a TCP/TLS connection; a server that does not answer a SYN in this time is down.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -185,84 +188,6 @@ impl Transport {
       }
     }
     url
-  }
-
-  /// The bearer to send, fetching or refreshing the OAuth2 token when needed.
-  pub async fn bearer(&self) -> Result<Option<Secret>> {
-    match &self.auth {
-      Auth::None => Ok(None),
-      Auth::Token(token) => Ok(Some(token.clone())),
-      Auth::ClientCredentials {
-        client_id,
-        client_secret,
-      } => {
-        let mut cached = self.token.lock().await;
-        if let Some(token) = cached.as_ref().filter(|t| t.is_fresh(Instant::now())) {
-          return Ok(Some(token.token.clone()));
-        }
-        let spec = request::token(
-          &request::v1(self.api_path()),
-          auth::token_form(client_id, client_secret),
-        );
-        // `expiring`: the cached one is due for refresh; otherwise there was none (first use, or
-        // dropped after the server refused it).
-        let expiring = cached.is_some();
-        tracing::debug!(expiring, "fetching an OAuth2 token");
-        let (token, lifetime) = self.fetch_token(&spec).await?;
-        // Never the token itself: only how long it lives.
-        tracing::debug!(lifetime_s = lifetime.as_secs(), "OAuth2 token obtained");
-        self.remember(&token);
-        *cached = Some(CachedToken::new(token.clone(), lifetime, Instant::now()));
-        Ok(Some(token))
-      }
-    }
-  }
-
-  /// Forgets `used` after the server refused it, so the next `bearer()` fetches a new one.
-  pub async fn invalidate(&self, used: &Secret) {
-    let mut cached = self.token.lock().await;
-    if cached.as_ref().is_some_and(|t| &t.token == used) {
-      *cached = None;
-    }
-  }
-
-  fn remember(&self, token: &Secret) {
-    let mut secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
-    if !secrets.contains(token) {
-      secrets.push(token.clone());
-      // Keep the static credential plus the last few issued tokens.
-      if secrets.len() > 8 {
-        secrets.remove(1);
-      }
-    }
-  }
-
-  /// Replaces every known credential in `text` by `[REDACTED]`.
-  pub fn redact(&self, text: &str) -> String {
-    let secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
-    let mut text = text.to_string();
-    for secret in secrets.iter() {
-      if secret.expose().len() >= 4 && text.contains(secret.expose()) {
-        text = text.replace(secret.expose(), "[REDACTED]");
-      }
-    }
-    text
-  }
-
-  async fn fetch_token(&self, spec: &Spec) -> Result<(Secret, Duration)> {
-    let response = self.send_once(spec, None, Payload::None).await?;
-    let status = response.status();
-    let body = read_capped(response, ERROR_BODY_LIMIT).await;
-    if !status.is_success() {
-      let mut api = wire::parse_api_error(status.as_u16(), &body, spec.method.as_str(), &spec.path);
-      api.message = if status == StatusCode::NOT_FOUND {
-        "the server has no OAuth2 token endpoint (clientId/clientSecret work only with the SSE-era BoxLite REST API; use apiToken)".into()
-      } else {
-        format!("OAuth2 token request refused: {}", self.redact(&api.message))
-      };
-      return Err(Error::Api(Box::new(api)));
-    }
-    auth::parse_token_reply(&body).map_err(|message| self.protocol(spec, message))
   }
 
   fn build(&self, spec: &Spec, bearer: Option<&Secret>, payload: Payload) -> reqwest::RequestBuilder {
@@ -509,170 +434,12 @@ impl Transport {
       spec.path.clone(),
     ))
   }
-
-  pub fn timeout(&self, spec: &Spec, after: Duration) -> Error {
-    Error::Timeout {
-      operation: format!("{} {}", spec.method, spec.path),
-      after_ms: after.as_millis() as u64,
-    }
-  }
-
-  pub fn protocol(&self, spec: &Spec, message: impl Into<String>) -> Error {
-    Error::Protocol {
-      method: spec.method.to_string(),
-      path: spec.path.clone(),
-      message: self.redact(&message.into()),
-    }
-  }
-
-  fn transport_error(&self, spec: &Spec, e: &reqwest::Error) -> Error {
-    if e.is_timeout() {
-      let after = match spec.deadline {
-        Deadline::Normal => self.tuning.request_timeout,
-        _ => self.tuning.slow_request_timeout,
-      };
-      return self.timeout(spec, after);
-    }
-    let text = chain(e);
-    let message = match super::tls::advice(&text) {
-      Some(advice) => advice,
-      None => text,
-    };
-    Error::Transport {
-      method: spec.method.to_string(),
-      path: spec.path.clone(),
-      message: self.redact(&message),
-    }
-  }
-
-  fn body_error(&self, spec: &Spec, e: &reqwest::Error) -> Error {
-    if e.is_timeout() {
-      return self.timeout(spec, self.tuning.request_timeout);
-    }
-    Error::Transport {
-      method: spec.method.to_string(),
-      path: spec.path.clone(),
-      message: self.redact(&format!("the response body is incomplete: {}", chain(e))),
-    }
-  }
-
-  /// Turns a non-success response into `Error::Api` (credentials scrubbed from the text).
-  pub async fn api_error(&self, spec: &Spec, response: reqwest::Response) -> Error {
-    let status = response.status();
-    let location = response
-      .headers()
-      .get(header::LOCATION)
-      .and_then(|v| v.to_str().ok())
-      .map(str::to_string);
-    let body = read_capped(response, ERROR_BODY_LIMIT).await;
-    let mut api = wire::parse_api_error(status.as_u16(), &body, spec.method.as_str(), &spec.path);
-    if status.is_redirection() {
-      let target = location
-        .and_then(|l| self.url(spec).join(&l).ok())
-        .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("?")))
-        .unwrap_or_else(|| "another location".into());
-      api.message =
-        format!("redirect to {target} not followed (credentials stay with the configured server)");
-    }
-    api.message = self.redact(&api.message);
-    self.api(api)
-  }
-
-  /// Opens the WebSocket of `spec` (an attach path): the only place a WebSocket is opened. The
-  /// URL follows the HTTP one, the bearer goes on the upgrade, the handshake is bounded, and a
-  /// 401 is retried once with a fresh OAuth2 token.
-  pub async fn open_websocket(&self, spec: &Spec) -> Result<(ws::WsSink, ws::WsSource)> {
-    let mut refreshed = false;
-    loop {
-      let bearer = self.bearer().await?;
-      let mut url = self.url(spec);
-      let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
-      let _ = url.set_scheme(scheme);
-      let mut request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| Error::Internal(format!("bad WebSocket request: {}", chain(&e))))?;
-      if let Some(token) = &bearer {
-        let mut value = format!("Bearer {}", token.expose())
-          .parse::<tungstenite::http::HeaderValue>()
-          .map_err(|_| Error::InvalidConfig {
-            field: "config.apiToken".into(),
-            problem: "is not a valid header value".into(),
-          })?;
-        value.set_sensitive(true);
-        request
-          .headers_mut()
-          .insert(tungstenite::http::header::AUTHORIZATION, value);
-      }
-      let connector = if scheme == "wss" {
-        Connector::Rustls(self.ws_tls.clone())
-      } else {
-        Connector::Plain
-      };
-      let began = Instant::now();
-      // Through the environment's proxy when it names one for this host (reqwest does the same
-      // for HTTP requests).
-      let connecting = async {
-        let tcp = super::proxy::connect(&url)
-          .await
-          .map_err(tungstenite::Error::Io)?;
-        let _ = tcp.set_nodelay(true);
-        tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(connector)).await
-      };
-      let outcome = match tokio::time::timeout(WS_HANDSHAKE_TIMEOUT, connecting).await {
-        Err(_) => return Err(self.timeout(spec, WS_HANDSHAKE_TIMEOUT)),
-        Ok(outcome) => outcome,
-      };
-      match outcome {
-        Ok((socket, _)) => {
-          tracing::debug!(method = %"GET", path = %spec.path, status = 101, ms = %crate::diag::ms(began), "websocket open");
-          return Ok(socket.split());
-        }
-        Err(tungstenite::Error::Http(response)) => {
-          let status = response.status().as_u16();
-          tracing::debug!(method = %"GET", path = %spec.path, status, ms = %crate::diag::ms(began), "websocket refused");
-          if status == 401 && self.uses_client_credentials() && !refreshed {
-            if let Some(used) = &bearer {
-              self.invalidate(used).await;
-            }
-            refreshed = true;
-            continue;
-          }
-          let body = response.body().clone().unwrap_or_default();
-          return Err(self.api_error_from(spec, status, &body));
-        }
-        Err(e) => {
-          return Err(Error::Transport {
-            method: spec.method.to_string(),
-            path: spec.path.clone(),
-            message: self.redact(&format!("WebSocket attach failed: {}", chain(&e))),
-          })
-        }
-      }
-    }
-  }
-
-  /// A reply that parsed but is not what `spec` answers (`what`), showing its start.
-  pub fn malformed(&self, spec: &Spec, what: &str, value: &Value) -> Error {
-    let shown = wire::excerpt(value.to_string().as_bytes());
-    self.protocol(spec, format!("expected {what}, got: {shown}"))
-  }
-
-  pub fn api(&self, api: ApiError) -> Error {
-    Error::Api(Box::new(api))
-  }
-
-  /// Status-only API error (e.g. a refused WebSocket upgrade), body parsed like any other.
-  pub fn api_error_from(&self, spec: &Spec, status: u16, body: &[u8]) -> Error {
-    let mut api = wire::parse_api_error(status, body, spec.method.as_str(), &spec.path);
-    api.message = self.redact(&api.message);
-    self.api(api)
-  }
 }
 
 #[cfg(test)]
 mod tests {
   use super::*;
+  use crate::rest::request;
 
   #[test]
   fn origins_compare_scheme_host_and_port() {

@@ -2,7 +2,7 @@
 // per mode against the test bed, printing the process's RSS, open descriptors and threads, and
 // the boxes left, at the start (after a warm-up) and at the end. Flat numbers mean no leak.
 //   node bench/soak.mjs [--modes local,sse,current,boxrun] [--execs 10000] [--cycles 1000]
-//                       [--terminals 100] [--concurrency 8]
+//                       [--terminals 100] [--concurrency 8] [--create-timeout 120]
 // Uses whichever addon is built (bench/run.sh builds the release ones).
 import { readdirSync, readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -18,12 +18,15 @@ const { values } = parseArgs({
     cycles: { type: 'string', default: '1000' },
     terminals: { type: 'string', default: '100' },
     concurrency: { type: 'string', default: '8' },
+    // Seconds per create: a first boot on a real runtime on a loaded machine can pass 30 s.
+    'create-timeout': { type: 'string', default: '120' },
   },
 })
 const execs = Number(values.execs)
 const cycles = Number(values.cycles)
 const terminals = Number(values.terminals)
 const concurrency = Number(values.concurrency)
+const createTimeout = Number(values['create-timeout'])
 const wanted = values.modes.split(',')
 
 const target = await resolveTestTarget()
@@ -94,9 +97,9 @@ for (const mode of adapterModes(target).filter((m) => wanted.includes(m.dialect)
   const adapter = new BoxLiteAdapter(setup.config)
   try {
     // Warm-up: the runtime, the connection pool and the engine exist before the first sample.
-    const sandbox = await adapter.createSandbox({ image })
+    const sandbox = await adapter.createSandbox({ image, timeout: createTimeout })
     await sandbox.exec('true')
-    const warm = await adapter.createSandbox({ image })
+    const warm = await adapter.createSandbox({ image, timeout: createTimeout })
     await adapter.destroySandbox(warm.id)
     console.log(`\n## ${mode.name}: ${execs} execs (${concurrency} at once), ${cycles} create/destroy cycles, ${terminals} terminals`)
     console.log('| phase                      | RSS MiB      | fds        | threads   | boxes   | note')
@@ -115,7 +118,7 @@ for (const mode of adapterModes(target).filter((m) => wanted.includes(m.dialect)
     started = Date.now()
     before = after
     for (let i = 0; i < cycles; i++) {
-      const box = await adapter.createSandbox({ image })
+      const box = await adapter.createSandbox({ image, timeout: createTimeout })
       await adapter.destroySandbox(box.id)
     }
     after = await sample(adapter)

@@ -191,12 +191,9 @@ if [[ -n "${BOXLITE_REAL_CURRENT_URL:-}" ]]; then
     "$ROOT/python/testbed/.venv/bin/python" -m pytest "$ROOT/python/testbed/tests/test_server_transcript.py" \
     -q -p no:cacheprovider -rs -k still_answers_as_recorded
 fi
-# The official clients' cycles against the real servers still assert the test server's copy-in
-# placement, which the real servers do not share (docs/testing.md, "Official clients as judges"):
-# they run only on request until they state the real placement.
-if [[ "${BOXLITE_TEST_OFFICIAL_VS_REAL:-}" != 1 ]]; then
-  echo "-- not run: official clients vs the real servers (their copy_in lands elsewhere there; BOXLITE_TEST_OFFICIAL_VS_REAL=1 runs them; docs/testing.md)"
-elif [[ -n "${BOXLITE_REAL_CURRENT_URL:-}" ]]; then
+# The official clients judge the real servers too (their cycles state where each server places
+# copied-in files: docs/testing.md).
+if [[ -n "${BOXLITE_REAL_CURRENT_URL:-}" ]]; then
   suite "pytest (official Python REST client vs the real boxlite serve)" env BOXLITE_TEST_ROOTFS="$TEST_ROOTFS" \
     "$OFFICIAL_PYTHON" -m pytest "$ROOT/python/testbed/tests/test_official_clients.py" -q -p no:cacheprovider \
     -rs -k against_a_real_serve
@@ -205,11 +202,11 @@ elif [[ -n "${BOXLITE_REAL_CURRENT_URL:-}" ]]; then
 else
   echo "-- skipped: official clients vs the real boxlite serve (not started; see above)"
 fi
-if [[ "${BOXLITE_TEST_OFFICIAL_VS_REAL:-}" == 1 && -n "${BOXLITE_REAL_SSE_URL:-}" ]]; then
+if [[ -n "${BOXLITE_REAL_SSE_URL:-}" ]]; then
   suite "pytest (official SSE-era client vs the real reference server)" env BOXLITE_TEST_ROOTFS="$TEST_ROOTFS" \
     "$ROOT/python/testbed/.venv-official-sse/bin/python" -m pytest \
     "$ROOT/python/testbed/tests/test_official_sse_client.py" -q -p no:cacheprovider -rs -k against_a_real_server
-elif [[ "${BOXLITE_TEST_OFFICIAL_VS_REAL:-}" == 1 ]]; then
+else
   echo "-- skipped: the official SSE-era client vs the real reference server (not started; see above)"
 fi
 

@@ -48,8 +48,13 @@ async function run(box, script, stdin) {
   return { out, err, code: result.exitCode }
 }
 
-/** The full cycle on one server; `image` is the box's image options (image or rootfsPath). */
-async function fullCycle(rt, image, work) {
+/**
+ * The full cycle on one server; `image` is the box's image options (image or rootfsPath).
+ * `placed`: where the server puts a file copied in to /root/in.txt and the contents of a tree
+ * copied in to /root/tree, and whether a file is copied out into an existing directory (the
+ * real servers place them differently: docs/testing.md).
+ */
+async function fullCycle(rt, image, work, placed = { file: '/root/in.txt', tree: '/root/tree', outIntoDir: false }) {
   const name = `official-node-${process.pid}-${Date.now()}`
   const box = await rt.create({ ...image, autoDelete: 0, env: [{ key: 'GREETING', value: 'hi' }] }, name)
   try {
@@ -69,11 +74,17 @@ async function fullCycle(rt, image, work) {
     await got.copyIn(join(work, 'in.txt'), '/root/in.txt')
     // includeParent (default true in 0.10.0) would place the tree at /root/tree/tree.
     await got.copyIn(join(work, 'tree'), '/root/tree', { includeParent: false })
-    const listed = await run(got, 'cat /root/in.txt; echo; find /root/tree -type f | sort')
-    expect(listed.out).toBe('file content\n/root/tree/a\n/root/tree/sub/b\n')
+    const listed = await run(got, `cat ${placed.file}; echo; find /root/tree -type f | sort`)
+    expect(listed.out).toBe(`file content\n${placed.tree}/a\n${placed.tree}/sub/b\n`)
     // copy out a file
-    await got.copyOut('/root/in.txt', join(work, 'out.txt'))
-    expect(await readFile(join(work, 'out.txt'), 'utf8')).toBe('file content')
+    if (placed.outIntoDir) {
+      await mkdir(join(work, 'out'), { recursive: true })
+      await got.copyOut(placed.file, join(work, 'out'))
+      expect(await readFile(join(work, 'out', 'in.txt'), 'utf8')).toBe('file content')
+    } else {
+      await got.copyOut(placed.file, join(work, 'out.txt'))
+      expect(await readFile(join(work, 'out.txt'), 'utf8')).toBe('file content')
+    }
     expect((await got.info()).state.status).toBe('running')
   } finally {
     await rt.remove(box.id, true)
@@ -150,7 +161,13 @@ describe('official Node SDK 0.10, REST mode, against a real boxlite serve', () =
   it('creates, lists, gets, runs, copies in and out, and removes a box', async (ctx) => {
     if (reason) return ctx.skip(reason)
     const image = target.rootfs ? { rootfsPath: target.rootfs } : { image: target.image ?? 'alpine:latest' }
-    await fullCycle(restRuntime(REAL_URL, REAL_KEY), image, work)
+    // The real serve 0.11.0 unpacks an upload into a temporary `extracted` directory and copies
+    // that directory itself into the destination: everything lands under `<dest>/extracted/`.
+    await fullCycle(restRuntime(REAL_URL, REAL_KEY), image, work, {
+      file: '/root/in.txt/extracted/in.txt',
+      tree: '/root/tree/extracted',
+      outIntoDir: true,
+    })
   })
 })
 

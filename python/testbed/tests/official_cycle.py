@@ -32,11 +32,14 @@ async def run(box, cmd: str, stdin: bytes | None = None) -> tuple[str, str, int]
 
 
 async def full_cycle(rt, options: Any, name: str, tmp_path: Path, *, stdin: bool = True,
-                     copy_out_into_dir: bool = False) -> None:
+                     copy_out_into_dir: bool = False, file_at: str = "/root/in.txt",
+                     tree_at: str = "/root/tree") -> None:
     """The whole cycle on runtime ``rt``; ``options`` is the client's ``BoxOptions`` (with env
     GREETING=hi). ``stdin``: the server keeps an execution after its output is opened (the SSE-era
     boxlite serve forgets it). ``copy_out_into_dir``: copy out into an existing directory (where
-    the file keeps its name) rather than to a new file path."""
+    the file keeps its name) rather than to a new file path. ``file_at``/``tree_at``: where the
+    server puts a file copied in to ``/root/in.txt`` and the contents of a tree copied in to
+    ``/root/tree`` (the real servers place them differently: docs/testing.md)."""
     box = await rt.create(options, name=name)
     try:
         assert box.name == name
@@ -56,16 +59,16 @@ async def full_cycle(rt, options: Any, name: str, tmp_path: Path, *, stdin: bool
         (d / "sub" / "b").write_text("B")
         await got.copy_in(str(f), "/root/in.txt")
         await got.copy_in(str(d), "/root/tree")
-        out, _, _ = await run(got, "cat /root/in.txt; echo; find /root/tree -type f | sort")
-        assert out == "file content\n/root/tree/a\n/root/tree/sub/b\n", out
+        out, _, _ = await run(got, f"cat {file_at}; echo; find /root/tree -type f | sort")
+        assert out == f"file content\n{tree_at}/a\n{tree_at}/sub/b\n", out
         if copy_out_into_dir:
             dest = tmp_path / "out"
             dest.mkdir()
-            await got.copy_out("/root/in.txt", str(dest))
+            await got.copy_out(file_at, str(dest))
             assert (dest / "in.txt").read_text() == "file content"
         else:
             dest = tmp_path / "out.txt"
-            await got.copy_out("/root/in.txt", str(dest))
+            await got.copy_out(file_at, str(dest))
             assert dest.read_text() == "file content"
         # (the runtime's view: a 0.9 handle's info() is a snapshot taken when it was made)
         assert (await rt.get_info(box.id)).state.status == "running"

@@ -81,7 +81,12 @@ def test_real_sdk_rest_runtime_full_cycle_against_a_real_serve(tmp_path):
     cred = boxlite.ApiKeyCredential(key) if key else None
     rt = boxlite.Boxlite.rest(boxlite.BoxliteRestOptions(url=url, credential=cred))
     options = boxlite.BoxOptions(auto_delete=0, env=[("GREETING", "hi")], **image)
-    asyncio.run(full_cycle(rt, options, f"official-py-{os.getpid()}", tmp_path))
+    # The real serve 0.11.0 unpacks an upload into a temporary `extracted` directory and copies that
+    # directory itself into the destination: everything lands under `<dest>/extracted/`. A file
+    # copied out to a new path becomes a directory there; into an existing one it keeps its name.
+    asyncio.run(full_cycle(rt, options, f"official-py-{os.getpid()}", tmp_path,
+                           file_at="/root/in.txt/extracted/in.txt", tree_at="/root/tree/extracted/tree",
+                           copy_out_into_dir=True))
 
 
 def test_real_sdk_rest_runtime_with_path_prefix():

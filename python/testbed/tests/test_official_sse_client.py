@@ -92,4 +92,7 @@ def test_sse_era_client_full_cycle_against_a_real_server(tmp_path):
                   os.environ.get("BOXLITE_REAL_SSE_CLIENT_SECRET", ""))
     rootfs = os.environ.get("BOXLITE_TEST_ROOTFS")
     image = {"rootfs_path": rootfs} if rootfs else {"image": os.environ.get("BOXLITE_TEST_IMAGE", "alpine:latest")}
-    asyncio.run(full_cycle(rt, _options(**image), f"official-sse-{os.getpid()}", tmp_path, copy_out_into_dir=True))
+    # The reference server extracts every upload *into* the destination as a directory: a single
+    # file sent to /root/in.txt becomes /root/in.txt/in.txt.
+    asyncio.run(full_cycle(rt, _options(**image), f"official-sse-{os.getpid()}", tmp_path, copy_out_into_dir=True,
+                           file_at="/root/in.txt/in.txt"))

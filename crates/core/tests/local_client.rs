@@ -97,6 +97,9 @@ fn main() {
     ("replayable_output_is_bounded_to_the_most_recent_bytes", || {
       Box::pin(replayable_output_is_bounded_to_the_most_recent_bytes())
     }),
+    ("a_terminal_shell_keeps_bounded_output_while_it_runs", || {
+      Box::pin(a_terminal_shell_keeps_bounded_output_while_it_runs())
+    }),
     (
       "hundred_concurrent_execs",
       || Box::pin(hundred_concurrent_execs()),
@@ -416,6 +419,48 @@ async fn replayable_output_is_bounded_to_the_most_recent_bytes() -> Result<(), S
     matches!(events.last(), Some(ExecEvent::Exit(Some(0)))),
     "{:?}",
     events.last()
+  );
+  Ok(())
+}
+
+/// A terminal's shell (a tty execution fed through stdin, as `startTerminal` runs it) that has
+/// printed far more than the replay limit, still running: what a reader gets is the most recent
+/// output only.
+async fn a_terminal_shell_keeps_bounded_output_while_it_runs() -> Result<(), String> {
+  let (c, id, _) = with_box("terminal-bounded").await?;
+  let mut shell = req(&["sh"]);
+  shell.tty = Some(true);
+  let e = c.exec_async(&id, shell).await.or_fail("exec_async")?;
+  let command = "head -c 12000000 /dev/zero | tr '\\0' x; echo; echo TERM-$((40+2))\n";
+  c.send_exec_input(&id, &e.id, Bytes::from(command), false)
+    .await
+    .or_fail("input")?;
+  tokio::time::sleep(Duration::from_secs(3)).await;
+  let mut output = c.get_exec_output(&id, &e.id).await.or_fail("output")?;
+  let mut seen: Vec<u8> = Vec::new();
+  let read = tokio::time::timeout(Duration::from_secs(30), async {
+    while let Some(event) = output.next().await {
+      if let Ok(ExecEvent::Stdout(b)) = event {
+        seen.extend_from_slice(&b);
+        // The computed marker: the terminal's echo of the typed line does not contain it.
+        if seen.windows(7).any(|w| w == b"TERM-42") {
+          return;
+        }
+      }
+    }
+  })
+  .await;
+  let _ = c.signal_exec(&id, &e.id, 9).await;
+  check!(read.is_ok(), "the marker never came ({} bytes)", seen.len());
+  check!(
+    seen.len() <= 4 << 20,
+    "a reader of the running shell got {} bytes",
+    seen.len()
+  );
+  check!(
+    seen.len() >= 1 << 20,
+    "the most recent output is kept: {} bytes",
+    seen.len()
   );
   Ok(())
 }

@@ -30,7 +30,7 @@ trap cleanup EXIT
 export_lines() { # exports the KEY=value lines of stdin; remembers *_PID values
   while IFS='=' read -r key value; do
     export "$key=$value"
-    [[ "$key" == *_PID ]] && pids+=("$value")
+    if [[ "$key" == *_PID ]]; then pids+=("$value"); fi
   done
 }
 export_lines < <("$PYTHON" "$ROOT/python/testbed/realpath/fakevm.py" "$FAKEVM_BIN" "$WORK")

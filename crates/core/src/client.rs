@@ -199,8 +199,17 @@ pub struct BoxTerminal {
   pub input: tokio::sync::mpsc::Sender<TerminalInput>,
 }
 
-/// Everything `getClient()` offers. Both modes implement every method; a method the server or
-/// SDK in use cannot do returns `Error::Unsupported` naming the dialect or SDK.
+/// Everything `getClient()` offers. A method the server or SDK in use cannot do returns
+/// `Error::Unsupported` naming the dialect or SDK.
+///
+/// The core methods (boxes, exec, files, dispose) are required. The optional capability groups
+/// (the server's box terminal, snapshots, clone/export/import, metrics and configuration) have
+/// default implementations returning that one `Unsupported` error ([`unsupported`]), so a
+/// backend or test fake implements only what it offers. Defaults rather than traits of their
+/// own: `getClient()` is one JS object whose every method exists in every mode, callers hold one
+/// `dyn BoxClient`, and a separate trait per group would need an accessor and a missing-case
+/// branch at every call site for the same error. A wrapper that delegates (`ids::Checked`) must
+/// therefore forward these methods too, or they would answer `Unsupported`.
 #[async_trait]
 pub trait BoxClient: Send + Sync {
   async fn create_box(&self, params: CreateBoxParams) -> Result<BoxRecord>;
@@ -246,10 +255,7 @@ pub trait BoxClient: Send + Sync {
     _cols: u16,
     _rows: u16,
   ) -> Result<BoxTerminal> {
-    Err(Error::Unsupported {
-      operation: "openBoxTerminal".into(),
-      backend: self.backend_name().await?,
-    })
+    unsupported(self, "openBoxTerminal").await
   }
 
   /// Extracts a tar archive (plain or gzip) into `path` in the box.
@@ -257,17 +263,41 @@ pub trait BoxClient: Send + Sync {
   /// A tar archive of `path` in the box.
   async fn download_files(&self, box_id: &str, path: &str) -> Result<ByteStream>;
 
-  async fn create_snapshot(&self, box_id: &str, name: &str) -> Result<Snapshot>;
-  async fn list_snapshots(&self, box_id: &str) -> Result<Vec<Snapshot>>;
-  async fn restore_snapshot(&self, box_id: &str, name: &str) -> Result<()>;
-  async fn delete_snapshot(&self, box_id: &str, name: &str) -> Result<()>;
-  async fn clone_box(&self, box_id: &str, name: Option<String>) -> Result<BoxRecord>;
-  async fn export_box(&self, box_id: &str) -> Result<ByteStream>;
-  async fn import_box(&self, archive: ByteStream) -> Result<BoxRecord>;
+  // Snapshots (optional).
+  async fn create_snapshot(&self, _box_id: &str, _name: &str) -> Result<Snapshot> {
+    unsupported(self, "createSnapshot").await
+  }
+  async fn list_snapshots(&self, _box_id: &str) -> Result<Vec<Snapshot>> {
+    unsupported(self, "listSnapshots").await
+  }
+  async fn restore_snapshot(&self, _box_id: &str, _name: &str) -> Result<()> {
+    unsupported(self, "restoreSnapshot").await
+  }
+  async fn delete_snapshot(&self, _box_id: &str, _name: &str) -> Result<()> {
+    unsupported(self, "deleteSnapshot").await
+  }
 
-  async fn get_metrics(&self) -> Result<Value>;
-  async fn get_box_metrics(&self, box_id: &str) -> Result<Value>;
-  async fn get_config(&self) -> Result<Value>;
+  // Clone, export, import (optional).
+  async fn clone_box(&self, _box_id: &str, _name: Option<String>) -> Result<BoxRecord> {
+    unsupported(self, "cloneBox").await
+  }
+  async fn export_box(&self, _box_id: &str) -> Result<ByteStream> {
+    unsupported(self, "exportBox").await
+  }
+  async fn import_box(&self, _archive: ByteStream) -> Result<BoxRecord> {
+    unsupported(self, "importBox").await
+  }
+
+  // Metrics and configuration (optional).
+  async fn get_metrics(&self) -> Result<Value> {
+    unsupported(self, "getMetrics").await
+  }
+  async fn get_box_metrics(&self, _box_id: &str) -> Result<Value> {
+    unsupported(self, "getBoxMetrics").await
+  }
+  async fn get_config(&self) -> Result<Value> {
+    unsupported(self, "getConfig").await
+  }
 
   /// Releases connections, runtimes and handles; idempotent.
   async fn dispose(&self) -> Result<()>;
@@ -281,6 +311,15 @@ pub trait BoxClient: Send + Sync {
   async fn backend_name(&self) -> Result<String> {
     Ok("this backend".into())
   }
+}
+
+/// The one answer of an optional `BoxClient` method the backend does not offer: `Unsupported`,
+/// naming the operation (as JS calls it) and the backend.
+pub async fn unsupported<T, C: BoxClient + ?Sized>(client: &C, operation: &str) -> Result<T> {
+  Err(Error::Unsupported {
+    operation: operation.into(),
+    backend: client.backend_name().await?,
+  })
 }
 
 #[cfg(test)]

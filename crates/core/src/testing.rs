@@ -1,8 +1,11 @@
-//! An in-memory `BoxClient` for unit tests of the sandbox logic: boxes with scripted boot
-//! behaviour and a call log. It runs no commands (the test bed does that).
+//! The one in-memory `BoxClient` of the unit tests: boxes with scripted boot behaviour and a call
+//! log, and optionally a scripted interactive shell (for the terminal). It runs no real commands
+//! (the test bed does that).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+
+use tokio::sync::mpsc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,8 +28,21 @@ struct FakeBox {
   snapshot_taken_while: Option<String>,
 }
 
+/// The scripted shell of [`FakeClient::with_scripted_shell`].
+#[derive(Default)]
+struct ShellState {
+  output: Option<mpsc::UnboundedSender<Result<ExecEvent>>>,
+  line: Vec<u8>,
+  size: (u16, u16),
+  signals: Vec<i32>,
+  requests: Vec<ExecRequest>,
+}
+
 pub struct FakeClient {
   state: Mutex<State>,
+  /// `Some` (with the prompt it prints first) when interactive executions run the scripted shell.
+  shell_greeting: Option<&'static str>,
+  shell: Mutex<ShellState>,
   boot_polls: u32,
   fail_boot: Option<String>,
   /// How long a create or start request takes (a server that boots synchronously).
@@ -39,6 +55,8 @@ impl FakeClient {
   pub fn new() -> Self {
     FakeClient {
       state: Mutex::default(),
+      shell_greeting: None,
+      shell: Mutex::default(),
       boot_polls: 0,
       fail_boot: None,
       create_delay: std::time::Duration::ZERO,
@@ -75,6 +93,56 @@ impl FakeClient {
   pub fn fail_boot(mut self, message: &str) -> Self {
     self.fail_boot = Some(message.into());
     self
+  }
+
+  /// A box `id` that is already running.
+  pub fn with_running_box(self, id: &str) -> Self {
+    let record = BoxRecord {
+      id: id.into(),
+      status: "running".into(),
+      ..BoxRecord::default()
+    };
+    self.state.lock().unwrap().boxes.insert(
+      id.into(),
+      FakeBox {
+        record,
+        polls_left: 0,
+        snapshot_taken_while: None,
+      },
+    );
+    self
+  }
+
+  /// Interactive executions (`exec_async` and the rest) run a scripted shell that prints
+  /// `greeting`, then answers each input line: `size` with `rows cols`, `exit` by exiting,
+  /// anything else with `out:<line>`; SIGHUP ends it.
+  pub fn with_scripted_shell(mut self, greeting: &'static str) -> Self {
+    self.shell_greeting = Some(greeting);
+    self
+  }
+
+  /// The requests that started the scripted shell.
+  pub fn shell_requests(&self) -> Vec<ExecRequest> {
+    self.shell.lock().unwrap().requests.clone()
+  }
+
+  /// The signals sent to the scripted shell.
+  pub fn shell_signals(&self) -> Vec<i32> {
+    self.shell.lock().unwrap().signals.clone()
+  }
+
+  fn emit(&self, event: ExecEvent) {
+    if let Some(tx) = &self.shell.lock().unwrap().output {
+      let _ = tx.send(Ok(event));
+    }
+  }
+
+  /// The greeting of the scripted shell, or `Unsupported` without one.
+  fn scripted_shell(&self, operation: &str) -> Result<&'static str> {
+    match self.shell_greeting {
+      Some(greeting) => Ok(greeting),
+      None => Self::unsupported(operation),
+    }
   }
 
   pub fn calls_of(&self, name: &str) -> usize {
@@ -242,24 +310,74 @@ impl BoxClient for FakeClient {
     Self::unsupported("exec_stream")
   }
 
-  async fn exec_async(&self, _box_id: &str, _request: ExecRequest) -> Result<Execution> {
-    Self::unsupported("exec_async")
+  async fn exec_async(&self, box_id: &str, request: ExecRequest) -> Result<Execution> {
+    self.scripted_shell("exec_async")?;
+    let mut st = self.shell.lock().unwrap();
+    st.requests.push(request);
+    st.size = (80, 24);
+    Ok(Execution {
+      id: "e1".into(),
+      box_id: Some(box_id.into()),
+      status: "running".into(),
+      exit_code: None,
+    })
   }
 
-  async fn get_exec_output(&self, _box_id: &str, _exec_id: &str) -> Result<ExecEventStream> {
-    Self::unsupported("get_exec_output")
+  async fn get_exec_output(&self, _: &str, _: &str) -> Result<ExecEventStream> {
+    let greeting = self.scripted_shell("get_exec_output")?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    if !greeting.is_empty() {
+      let _ = tx.send(Ok(ExecEvent::Stdout(Bytes::from_static(greeting.as_bytes()))));
+    }
+    self.shell.lock().unwrap().output = Some(tx);
+    Ok(Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+      rx.recv().await.map(|e| (e, rx))
+    })))
   }
 
-  async fn send_exec_input(&self, _box_id: &str, _exec_id: &str, _data: Bytes, _close: bool) -> Result<()> {
-    Self::unsupported("send_exec_input")
+  async fn send_exec_input(&self, _: &str, _: &str, data: Bytes, _: bool) -> Result<()> {
+    self.scripted_shell("send_exec_input")?;
+    let mut lines = Vec::new();
+    {
+      let mut st = self.shell.lock().unwrap();
+      for &b in data.iter() {
+        if b == b'\r' || b == b'\n' {
+          lines.push(String::from_utf8_lossy(&std::mem::take(&mut st.line)).into_owned());
+        } else {
+          st.line.push(b);
+        }
+      }
+    }
+    for line in lines {
+      let (cols, rows) = self.shell.lock().unwrap().size;
+      match line.as_str() {
+        "exit" => self.emit(ExecEvent::Exit(Some(0))),
+        "size" => self.emit(ExecEvent::Stdout(Bytes::from(format!("{rows} {cols}\r\n")))),
+        other => self.emit(ExecEvent::Stdout(Bytes::from(format!("out:{other}\r\n")))),
+      }
+    }
+    Ok(())
   }
 
-  async fn signal_exec(&self, _box_id: &str, _exec_id: &str, _signal: i32) -> Result<()> {
-    Self::unsupported("signal_exec")
+  async fn signal_exec(&self, _: &str, _: &str, signal: i32) -> Result<()> {
+    self.scripted_shell("signal_exec")?;
+    self.shell.lock().unwrap().signals.push(signal);
+    if signal == 1 {
+      self.emit(ExecEvent::Exit(None));
+    }
+    Ok(())
   }
 
-  async fn resize_exec(&self, _box_id: &str, _exec_id: &str, _cols: u16, _rows: u16) -> Result<()> {
-    Self::unsupported("resize_exec")
+  async fn resize_exec(&self, _: &str, exec_id: &str, cols: u16, rows: u16) -> Result<()> {
+    self.scripted_shell("resize_exec")?;
+    if exec_id != "e1" {
+      return Err(Error::NotFound {
+        what: "execution",
+        id: exec_id.into(),
+      });
+    }
+    self.shell.lock().unwrap().size = (cols, rows);
+    Ok(())
   }
 
   async fn upload_files(&self, _box_id: &str, _path: &str, _tar: ByteStream) -> Result<()> {
@@ -299,18 +417,6 @@ impl BoxClient for FakeClient {
 
   async fn delete_snapshot(&self, _box_id: &str, _name: &str) -> Result<()> {
     Ok(())
-  }
-
-  async fn clone_box(&self, _box_id: &str, _name: Option<String>) -> Result<BoxRecord> {
-    Self::unsupported("clone_box")
-  }
-
-  async fn export_box(&self, _box_id: &str) -> Result<ByteStream> {
-    Self::unsupported("export_box")
-  }
-
-  async fn import_box(&self, _archive: ByteStream) -> Result<BoxRecord> {
-    Self::unsupported("import_box")
   }
 
   async fn get_metrics(&self) -> Result<Value> {

@@ -1,15 +1,12 @@
-//! `startTerminal`: its options, and the server end to end over a scripted shell (a fake client
-//! whose "shell" answers `size` with `rows cols`, `exit` by exiting and anything else with
-//! `out:<line>`).
+//! `startTerminal`: its options, and the server end to end over the fake client's scripted shell
+//! (`FakeClient::with_scripted_shell`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -19,9 +16,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::session::DETECT_GRACE;
 use super::{shell_of, TerminalInfo, TerminalMode, TerminalOptions};
 use crate::adapter::Adapter;
-use crate::client::*;
-use crate::error::{Error, Result};
-use async_trait::async_trait;
+use crate::testing::FakeClient;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 #[test]
@@ -41,177 +36,14 @@ fn options_default_to_bash_and_the_native_mode() {
   .is_err());
 }
 
-#[derive(Default)]
-struct ShellState {
-  output: Option<mpsc::UnboundedSender<Result<ExecEvent>>>,
-  line: Vec<u8>,
-  size: (u16, u16),
-  signals: Vec<i32>,
-  requests: Vec<ExecRequest>,
-}
-
-#[derive(Default)]
-struct FakeShell {
-  state: Mutex<ShellState>,
-  /// Output the shell prints when it starts (a prompt).
-  greeting: &'static str,
-}
-
-impl FakeShell {
-  fn emit(&self, event: ExecEvent) {
-    if let Some(tx) = &self.state.lock().unwrap().output {
-      let _ = tx.send(Ok(event));
-    }
-  }
-  fn signals(&self) -> Vec<i32> {
-    self.state.lock().unwrap().signals.clone()
-  }
-}
-
-fn unused<T>() -> Result<T> {
-  Err(Error::Internal("not used by terminal tests".into()))
-}
-
-#[async_trait]
-impl BoxClient for FakeShell {
-  async fn create_box(&self, _: CreateBoxParams) -> Result<BoxRecord> {
-    unused()
-  }
-  async fn get_box(&self, box_id: &str) -> Result<BoxRecord> {
-    Ok(BoxRecord {
-      id: box_id.into(),
-      status: "running".into(),
-      ..Default::default()
-    })
-  }
-  async fn list_boxes(&self, _: Option<String>, _: Option<u32>) -> Result<Vec<BoxRecord>> {
-    unused()
-  }
-  async fn delete_box(&self, _: &str, _: bool) -> Result<()> {
-    unused()
-  }
-  async fn start_box(&self, _: &str) -> Result<()> {
-    unused()
-  }
-  async fn stop_box(&self, _: &str) -> Result<()> {
-    unused()
-  }
-  async fn exec(&self, _: &str, _: ExecRequest) -> Result<ExecOutput> {
-    unused()
-  }
-  async fn exec_stream(&self, _: &str, _: ExecRequest) -> Result<ExecEventStream> {
-    unused()
-  }
-  async fn exec_async(&self, box_id: &str, request: ExecRequest) -> Result<Execution> {
-    let mut st = self.state.lock().unwrap();
-    st.requests.push(request);
-    st.size = (80, 24);
-    Ok(Execution {
-      id: "e1".into(),
-      box_id: Some(box_id.into()),
-      status: "running".into(),
-      exit_code: None,
-    })
-  }
-  async fn get_exec_output(&self, _: &str, _: &str) -> Result<ExecEventStream> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    if !self.greeting.is_empty() {
-      let _ = tx.send(Ok(ExecEvent::Stdout(Bytes::from_static(
-        self.greeting.as_bytes(),
-      ))));
-    }
-    self.state.lock().unwrap().output = Some(tx);
-    Ok(Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-      rx.recv().await.map(|e| (e, rx))
-    })))
-  }
-  async fn send_exec_input(&self, _: &str, _: &str, data: Bytes, _: bool) -> Result<()> {
-    let mut lines = Vec::new();
-    {
-      let mut st = self.state.lock().unwrap();
-      for &b in data.iter() {
-        if b == b'\r' || b == b'\n' {
-          lines.push(String::from_utf8_lossy(&std::mem::take(&mut st.line)).into_owned());
-        } else {
-          st.line.push(b);
-        }
-      }
-    }
-    for line in lines {
-      let (cols, rows) = self.state.lock().unwrap().size;
-      match line.as_str() {
-        "exit" => self.emit(ExecEvent::Exit(Some(0))),
-        "size" => self.emit(ExecEvent::Stdout(Bytes::from(format!("{rows} {cols}\r\n")))),
-        other => self.emit(ExecEvent::Stdout(Bytes::from(format!("out:{other}\r\n")))),
-      }
-    }
-    Ok(())
-  }
-  async fn signal_exec(&self, _: &str, _: &str, signal: i32) -> Result<()> {
-    self.state.lock().unwrap().signals.push(signal);
-    if signal == 1 {
-      self.emit(ExecEvent::Exit(None));
-    }
-    Ok(())
-  }
-  async fn resize_exec(&self, _: &str, exec_id: &str, cols: u16, rows: u16) -> Result<()> {
-    if exec_id != "e1" {
-      return Err(Error::NotFound {
-        what: "execution",
-        id: exec_id.into(),
-      });
-    }
-    self.state.lock().unwrap().size = (cols, rows);
-    Ok(())
-  }
-  async fn upload_files(&self, _: &str, _: &str, _: ByteStream) -> Result<()> {
-    unused()
-  }
-  async fn download_files(&self, _: &str, _: &str) -> Result<ByteStream> {
-    unused()
-  }
-  async fn create_snapshot(&self, _: &str, _: &str) -> Result<Snapshot> {
-    unused()
-  }
-  async fn list_snapshots(&self, _: &str) -> Result<Vec<Snapshot>> {
-    unused()
-  }
-  async fn restore_snapshot(&self, _: &str, _: &str) -> Result<()> {
-    unused()
-  }
-  async fn delete_snapshot(&self, _: &str, _: &str) -> Result<()> {
-    unused()
-  }
-  async fn clone_box(&self, _: &str, _: Option<String>) -> Result<BoxRecord> {
-    unused()
-  }
-  async fn export_box(&self, _: &str) -> Result<ByteStream> {
-    unused()
-  }
-  async fn import_box(&self, _: ByteStream) -> Result<BoxRecord> {
-    unused()
-  }
-  async fn get_metrics(&self) -> Result<Value> {
-    unused()
-  }
-  async fn get_box_metrics(&self, _: &str) -> Result<Value> {
-    unused()
-  }
-  async fn get_config(&self) -> Result<Value> {
-    unused()
-  }
-  async fn dispose(&self) -> Result<()> {
-    Ok(())
-  }
-}
-
 type Client = WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
-async fn setup(greeting: &'static str) -> (Adapter, Arc<FakeShell>, TerminalInfo) {
-  let shell = Arc::new(FakeShell {
-    greeting,
-    ..Default::default()
-  });
+async fn setup(greeting: &'static str) -> (Adapter, Arc<FakeClient>, TerminalInfo) {
+  let shell = Arc::new(
+    FakeClient::new()
+      .with_running_box("box1")
+      .with_scripted_shell(greeting),
+  );
   let adapter = Adapter::with_client(
     &serde_json::json!({"apiUrl": "http://127.0.0.1:1"}),
     shell.clone(),
@@ -276,13 +108,16 @@ async fn core_framing_relays_input_resize_and_closes_on_exit() {
     Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Normal),
     other => panic!("expected a close, got {other:?}"),
   }
-  let request = shell.state.lock().unwrap().requests[0].clone();
+  let request = shell.shell_requests()[0].clone();
   assert_eq!(
     (request.cmd, request.tty),
     (vec!["/bin/bash".to_string()], Some(true))
   );
   assert_eq!(request.env.unwrap()["TERM"], "xterm-256color");
-  assert!(shell.signals().is_empty(), "an exited shell is not signalled");
+  assert!(
+    shell.shell_signals().is_empty(),
+    "an exited shell is not signalled"
+  );
 }
 
 #[tokio::test]
@@ -346,10 +181,7 @@ async fn a_wrong_auth_token_closes_with_policy_violation() {
     Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Policy),
     other => panic!("expected a close, got {other:?}"),
   }
-  assert!(
-    shell.state.lock().unwrap().requests.is_empty(),
-    "no shell for a refused client"
-  );
+  assert!(shell.shell_requests().is_empty(), "no shell for a refused client");
 }
 
 #[tokio::test]
@@ -360,11 +192,11 @@ async fn closing_the_socket_hangs_up_the_shell() {
   next(&mut ws).await;
   ws.close(None).await.unwrap();
   let deadline = Instant::now() + Duration::from_secs(5);
-  while shell.signals().is_empty() && Instant::now() < deadline {
+  while shell.shell_signals().is_empty() && Instant::now() < deadline {
     tokio::time::sleep(Duration::from_millis(10)).await;
   }
   assert_eq!(
-    shell.signals(),
+    shell.shell_signals(),
     [1],
     "SIGHUP, and no SIGKILL once the shell exited"
   );
@@ -381,7 +213,7 @@ async fn dispose_closes_connections_and_servers_and_refuses_new_terminals() {
     Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Away),
     other => panic!("expected a close, got {other:?}"),
   }
-  assert_eq!(shell.signals(), [1]);
+  assert_eq!(shell.shell_signals(), [1]);
   assert_eq!(adapter.terminals.running(), 0);
   assert!(tokio_tungstenite::connect_async(info.url.as_str()).await.is_err());
   let err = adapter

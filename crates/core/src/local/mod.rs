@@ -2,23 +2,23 @@
 //! `connect` does no I/O; the first call starts the process's one interpreter (`engine`) and
 //! opens — or joins — the one SDK runtime of the client's `boxliteHome`; `dispose` leaves it,
 //! and the last client to leave shuts the runtime down on the loop thread, releasing the home.
-//! Every SDK call is a coroutine of `bridge.py` running on the loop thread.
+//! Every SDK call is a coroutine of `bridge.py` running on the loop thread (see
+//! `docs/local-engine.md`). Executions' requests and event streams live in `exec.rs`.
 
 // A job's failure carries the whole Python exception description; it is the rare path.
 #![allow(clippy::result_large_err)]
 
 mod convert;
 mod engine;
+mod exec;
 mod files;
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use serde::Deserialize;
+use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 
@@ -26,13 +26,14 @@ pub use convert::{kind_of, Kind, PyFailure, EXCEPTION_KINDS};
 pub use engine::{probe, Probe, MIN_PYTHON};
 
 use crate::client::{
-  BoxClient, BoxRecord, ByteStream, CreateBoxParams, ExecDone, ExecEvent, ExecEventStream, ExecOutput,
-  ExecRequest, Execution, Snapshot,
+  BoxClient, BoxRecord, ByteStream, CreateBoxParams, ExecDone, ExecEventStream, ExecOutput, ExecRequest,
+  Execution, Snapshot,
 };
 use crate::config::LocalConfig;
 use crate::error::{Error, Result};
 use convert::{to_error, Ctx, Reply};
 use engine::Engine;
+use exec::exec_args;
 
 /// Builds the local client; starts no interpreter (that happens on first use).
 pub fn connect(config: &LocalConfig) -> Result<Arc<dyn BoxClient>> {
@@ -136,143 +137,6 @@ impl LocalClient {
     }
     result
   }
-
-  fn exec_stream_of(
-    &self,
-    engine: &'static Engine,
-    box_id: &str,
-    exec_id: String,
-    consume: bool,
-  ) -> ExecEventStream {
-    let guard = consume.then(|| CloseGuard {
-      engine,
-      exec_id: exec_id.clone(),
-      armed: true,
-    });
-    let traced_id = exec_id.clone();
-    let state = ExecReader {
-      engine,
-      box_id: box_id.to_string(),
-      exec_id,
-      cursor: 0,
-      consume,
-      pending: VecDeque::new(),
-      finished: false,
-      guard,
-    };
-    let events = Box::pin(futures_util::stream::unfold(state, |mut st| async move {
-      loop {
-        if let Some(event) = st.pending.pop_front() {
-          return Some((Ok(event), st));
-        }
-        if st.finished {
-          return None;
-        }
-        match st.next_batch().await {
-          Ok(()) => continue,
-          Err(e) => {
-            st.finished = true;
-            if let Some(g) = st.guard.as_mut() {
-              g.armed = false;
-            }
-            return Some((Err(e), st));
-          }
-        }
-      }
-    }));
-    crate::diag::traced_exec(events, &traced_id, "sdk")
-  }
-}
-
-/// Reads one execution's event log in batches and merges adjacent chunks of the same stream.
-struct ExecReader {
-  engine: &'static Engine,
-  box_id: String,
-  exec_id: String,
-  cursor: u64,
-  /// `exec_stream` owns its execution: it consumes the log, and dropping it kills the command.
-  consume: bool,
-  pending: VecDeque<ExecEvent>,
-  finished: bool,
-  guard: Option<CloseGuard>,
-}
-
-#[derive(Deserialize)]
-struct Batch {
-  events: Vec<String>,
-  cursor: u64,
-  done: bool,
-  #[serde(default)]
-  exit_code: Option<i32>,
-}
-
-impl ExecReader {
-  async fn next_batch(&mut self) -> Result<()> {
-    let args =
-      json!({"exec_id": self.exec_id, "box_id": self.box_id, "cursor": self.cursor, "consume": self.consume});
-    let ctx = Ctx {
-      operation: "exec",
-      what: "execution",
-      id: &self.exec_id,
-    };
-    let reply = self
-      .engine
-      .call("exec_next", args, None)
-      .await
-      .map_err(|f| to_error(f, ctx))?;
-    let blobs = reply.blobs.clone();
-    let batch: Batch = reply.parse("exec batch")?;
-    self.cursor = batch.cursor;
-    let mut current: Option<(bool, BytesMut)> = None;
-    for (kind, data) in batch.events.iter().zip(blobs) {
-      let is_out = kind == "o";
-      match current.as_mut() {
-        Some((out, buf)) if *out == is_out => buf.extend_from_slice(&data),
-        _ => {
-          if let Some((out, buf)) = current.take() {
-            self.pending.push_back(chunk_event(out, buf));
-          }
-          current = Some((is_out, BytesMut::from(&data[..])));
-        }
-      }
-    }
-    if let Some((out, buf)) = current.take() {
-      self.pending.push_back(chunk_event(out, buf));
-    }
-    if batch.done {
-      self.pending.push_back(ExecEvent::Exit(batch.exit_code));
-      self.finished = true;
-      if let Some(g) = self.guard.as_mut() {
-        g.armed = false;
-      }
-    }
-    Ok(())
-  }
-}
-
-fn chunk_event(stdout: bool, buf: BytesMut) -> ExecEvent {
-  if stdout {
-    ExecEvent::Stdout(buf.freeze())
-  } else {
-    ExecEvent::Stderr(buf.freeze())
-  }
-}
-
-/// Kills an `exec_stream` command whose reader went away before it ended.
-struct CloseGuard {
-  engine: &'static Engine,
-  exec_id: String,
-  armed: bool,
-}
-
-impl Drop for CloseGuard {
-  fn drop(&mut self) {
-    if self.armed {
-      self
-        .engine
-        .call_detached("exec_close", json!({"exec_id": self.exec_id}));
-    }
-  }
 }
 
 fn validate_id(argument: &str, value: &str) -> Result<()> {
@@ -283,31 +147,6 @@ fn validate_id(argument: &str, value: &str) -> Result<()> {
     });
   }
   Ok(())
-}
-
-fn exec_args(request: &ExecRequest) -> Result<Value> {
-  if request.cmd.is_empty() || request.cmd[0].is_empty() {
-    return Err(Error::InvalidArgument {
-      argument: "cmd".into(),
-      problem: "must name a program".into(),
-    });
-  }
-  if let Some(t) = request.timeout_seconds {
-    if !t.is_finite() || t < 0.0 {
-      return Err(Error::InvalidArgument {
-        argument: "timeout_seconds".into(),
-        problem: format!("must be a non-negative number, got {t}"),
-      });
-    }
-  }
-  // The working directory is entered by the command itself, as in remote mode, so a missing
-  // one fails the same way (exit status 2) instead of as an SDK exception.
-  let request = ExecRequest {
-    cmd: request.effective_argv(),
-    working_dir: None,
-    ..request.clone()
-  };
-  serde_json::to_value(&request).map_err(|e| Error::Internal(e.to_string()))
 }
 
 #[async_trait]
@@ -443,7 +282,7 @@ impl BoxClient for LocalClient {
       .call("exec_open", "box", box_id, args, None)
       .await?
       .parse("execution")?;
-    Ok(self.exec_stream_of(self.engine().await?, box_id, execution.id, true))
+    Ok(exec::events(self.engine().await?, box_id, execution.id, true))
   }
 
   async fn exec_async(&self, box_id: &str, request: ExecRequest) -> Result<Execution> {
@@ -458,7 +297,12 @@ impl BoxClient for LocalClient {
   async fn get_exec_output(&self, box_id: &str, exec_id: &str) -> Result<ExecEventStream> {
     validate_id("boxId", box_id)?;
     validate_id("execId", exec_id)?;
-    Ok(self.exec_stream_of(self.engine().await?, box_id, exec_id.to_string(), false))
+    Ok(exec::events(
+      self.engine().await?,
+      box_id,
+      exec_id.to_string(),
+      false,
+    ))
   }
 
   async fn send_exec_input(&self, box_id: &str, exec_id: &str, data: Bytes, close: bool) -> Result<()> {
@@ -657,41 +501,4 @@ impl BoxClient for LocalClient {
 
 /// Hooks for the interpreter tests (`tests/local_*.rs`); not part of the API.
 #[doc(hidden)]
-pub mod testing {
-  use super::*;
-
-  /// Starts (or joins) the process's engine for `python_path`.
-  pub async fn start(python_path: &str) -> Result<()> {
-    engine::engine(python_path).await.map(drop)
-  }
-
-  /// Runs a bridge op directly, e.g. `echo` with `{"value": …, "delay_ms": …}`.
-  pub async fn call(
-    python_path: &str,
-    op: &'static str,
-    args: Value,
-    blob: Option<Bytes>,
-  ) -> Result<(Value, Vec<Bytes>)> {
-    let engine = engine::engine(python_path).await?;
-    let reply = engine.call(op, args, blob).await.map_err(|f| {
-      to_error(
-        f,
-        Ctx {
-          operation: op,
-          what: "resource",
-          id: "",
-        },
-      )
-    })?;
-    Ok((reply.value, reply.blobs))
-  }
-
-  /// The facts bridge.setup() reported (Python version, SDK version, sys.path, executable).
-  pub async fn facts(python_path: &str) -> Result<Value> {
-    let e = engine::engine(python_path).await?;
-    Ok(json!({
-      "python_version": e.facts.python_version, "sdk_version": e.facts.sdk_version,
-      "sdk_import_error": e.facts.sdk_import_error, "sys_path": e.facts.sys_path, "executable": e.facts.executable,
-    }))
-  }
-}
+pub mod testing;

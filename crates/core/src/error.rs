@@ -2,8 +2,6 @@
 //! the JS boundary and decides which `@sandbank.dev/core` class the user sees; messages are for
 //! people and may change, codes may not.
 
-use crate::config::Mode;
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -19,10 +17,6 @@ pub enum Error {
   /// The box (or another named resource) does not exist.
   #[error("{what} '{id}' not found")]
   NotFound { what: &'static str, id: String },
-
-  /// The operation exists in the contract but this build does not implement it yet.
-  #[error("{operation} is not implemented yet in {mode} mode")]
-  NotImplemented { operation: &'static str, mode: Mode },
 
   /// The server or SDK in use has no way to do this.
   #[error("{operation} is not supported by {backend}")]
@@ -129,7 +123,6 @@ impl Error {
     "invalid_config",
     "invalid_argument",
     "not_found",
-    "not_implemented",
     "unsupported",
     "timeout",
     "disposed",
@@ -166,7 +159,6 @@ impl Error {
       Error::InvalidConfig { .. } => "invalid_config",
       Error::InvalidArgument { .. } => "invalid_argument",
       Error::NotFound { .. } => "not_found",
-      Error::NotImplemented { .. } => "not_implemented",
       Error::Unsupported { .. } => "unsupported",
       Error::Timeout { .. } => "timeout",
       Error::Disposed => "disposed",
@@ -239,10 +231,6 @@ mod tests {
       Error::NotFound {
         what: "box",
         id: "b1".into(),
-      },
-      Error::NotImplemented {
-        operation: "createSandbox",
-        mode: Mode::Remote,
       },
       Error::Unsupported {
         operation: "snapshots".into(),

@@ -352,7 +352,8 @@ impl Adapter {
   async fn download(&self, client: &dyn BoxClient, id: &str, path: &str) -> Result<ByteStream> {
     match client.download_files(id, path).await {
       Ok(stream) => Ok(stream),
-      Err(error) if matches!(error.code(), "not_found" | "api_error") => match client.get_box(id).await {
+      Err(error) if matches!(error, Error::NotFound { .. } | Error::Api(_)) => match client.get_box(id).await
+      {
         Ok(_) if error.is_not_found() || says_path_is_missing(&error) => Err(Error::FileNotFound {
           path: path.to_string(),
         }),

@@ -175,7 +175,7 @@ async fn box_lifecycle_with_status_from_the_sdk() -> Result<(), String> {
     .or_fail("list")?
     .is_empty());
   c.delete_box(&b.id, false).await.or_fail("delete")?;
-  check!(c.get_box(&b.id).await.unwrap_err().code() == "not_found");
+  check!(c.get_box(&b.id).await.unwrap_err().is_not_found());
   c.dispose().await.or_fail("dispose")
 }
 
@@ -238,7 +238,7 @@ async fn exec_timeout_kills_the_command() -> Result<(), String> {
   r.timeout_seconds = Some(0.5);
   let started = Instant::now();
   let err = c.exec(&b.id, r).await.unwrap_err();
-  check!(err.code() == "timeout", "{err}");
+  check!(err.is_timeout(), "{err}");
   check!(
     started.elapsed() < Duration::from_secs(2),
     "{:?}",
@@ -353,7 +353,7 @@ async fn exec_async_takes_input_and_replays_output() -> Result<(), String> {
     .pop();
   check!(matches!(last, Some(Ok(ExecEvent::Exit(Some(-9))))), "{last:?}");
   let err = c.signal_exec(&b.id, "nope", 9).await.unwrap_err();
-  check!(err.code() == "not_found", "{err}");
+  check!(err.is_not_found(), "{err}");
   c.dispose().await.or_fail("dispose")
 }
 
@@ -421,7 +421,7 @@ async fn not_found_keeps_its_kind() -> Result<(), String> {
     c.delete_box("missing", true).await.unwrap_err(),
     c.exec("missing", req(&["true"])).await.unwrap_err(),
   ] {
-    check!(err.code() == "not_found", "{err}");
+    check!(err.is_not_found(), "{err}");
     check!(err.to_string() == "box 'missing' not found", "{err}");
   }
   c.dispose().await.or_fail("dispose")

@@ -99,7 +99,7 @@ async fn boxes_without_a_vm() -> Result<(), String> {
     "the box did not survive stop (auto_remove)"
   );
   c.delete_box(&b.id, true).await.or_fail("delete")?;
-  check!(c.get_box(&b.id).await.unwrap_err().code() == "not_found");
+  check!(c.get_box(&b.id).await.unwrap_err().is_not_found());
   let m = c.get_metrics().await.or_fail("metrics")?;
   check!(m.get("boxes_created_total").is_some(), "{m}");
   c.dispose().await.or_fail("dispose")
@@ -107,9 +107,9 @@ async fn boxes_without_a_vm() -> Result<(), String> {
 
 async fn sdk_errors_keep_their_kind() -> Result<(), String> {
   let c = client(&temp_home("real-errors"));
-  check!(c.get_box("nope").await.unwrap_err().code() == "not_found");
-  check!(c.delete_box("nope", true).await.unwrap_err().code() == "not_found");
-  check!(c.start_box("nope").await.unwrap_err().code() == "not_found");
+  check!(c.get_box("nope").await.unwrap_err().is_not_found());
+  check!(c.delete_box("nope", true).await.unwrap_err().is_not_found());
+  check!(c.start_box("nope").await.unwrap_err().is_not_found());
   c.create_box(CreateBoxParams {
     name: Some("taken".into()),
     ..Default::default()

@@ -3,7 +3,7 @@
 # up its venv. Arguments go to the server, e.g.
 #   scripts/testbed-server.sh --port 8100 --dialect current --auth token --token secret
 #   scripts/testbed-server.sh --port 9090 --dialect boxrun --auth none
-#   scripts/testbed-server.sh --port 8080 --dialect sse --auth client-credentials --client-id c --client-secret s
+#   scripts/testbed-server.sh --port 8080 --dialect sse-ref --auth client-credentials --client-id c --client-secret s
 # It prints its ready line (with the URL) and the interpreter that has the SDK simulator, which
 # local mode (`pythonPath`) or an official client can use.
 set -euo pipefail

@@ -131,7 +131,7 @@ export function adapterModes(target) {
     remote(
       'remote sse',
       'sse',
-      ['--dialect', 'sse', '--auth', 'client-credentials', '--client-id', CLIENT.id, '--client-secret', CLIENT.secret],
+      ['--dialect', 'sse-ref', '--auth', 'client-credentials', '--client-id', CLIENT.id, '--client-secret', CLIENT.secret],
       { clientId: CLIENT.id, clientSecret: CLIENT.secret },
     ),
     // The SSE-era `boxlite serve`: fixed `default` prefix, stub token endpoint, executions
@@ -139,7 +139,7 @@ export function adapterModes(target) {
     remote(
       'remote sse (boxlite serve)',
       'sse-serve',
-      ['--dialect', 'sse', '--sse-flavor', 'serve', '--prefix', 'default', '--auth', 'client-credentials', '--client-id', CLIENT.id,
+      ['--dialect', 'sse-serve', '--prefix', 'default', '--auth', 'client-credentials', '--client-id', CLIENT.id,
         '--client-secret', CLIENT.secret],
       { clientId: CLIENT.id, clientSecret: CLIENT.secret },
     ),

@@ -372,3 +372,18 @@ def test_create_rejects_pair_ports_string_entrypoint_and_bad_network_with_422(sr
                                            "secrets": [{"name": "k", "value": "v", "hosts": ["example.com"]}],
                                            "entrypoint": ["sh"], "cmd": ["-c", "true"]})
     assert r.status_code == 201, r.text
+
+
+def test_dialect_names_of_the_code_select_the_sse_flavours_and_sse_stays_an_alias():
+    from boxlite_testbed.server.__main__ import parse_args
+
+    for argv, flavor, framing in (
+        (["--dialect", "sse-ref"], "ref", "crlf"),
+        (["--dialect", "sse-serve"], "serve", "lf"),
+        (["--dialect", "sse"], "ref", "crlf"),
+        (["--dialect", "sse", "--sse-flavor", "serve"], "serve", "lf"),
+    ):
+        cfg = parse_args(argv)
+        assert (cfg.dialect, cfg.sse_flavor, cfg.sse_framing, cfg.auth) == ("sse", flavor, framing, "client-credentials"), argv
+    with pytest.raises(SystemExit):
+        parse_args(["--dialect", "sse-ref", "--sse-flavor", "serve"])

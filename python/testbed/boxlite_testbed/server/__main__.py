@@ -10,6 +10,10 @@ import argparse
 import sys
 
 from .config import AUTH_MODES, DIALECTS, Config
+
+# CLI dialect names: the code's (`sse-ref`, `sse-serve`, `current`, `boxrun`) plus the alias `sse`.
+SSE_DIALECTS = {"sse-ref": "ref", "sse-serve": "serve"}
+CLI_DIALECTS = ("sse-ref", "sse-serve", *DIALECTS)
 from .faults import parse_faults_arg
 from .main import run
 
@@ -19,8 +23,9 @@ def parse_args(argv=None) -> Config:
                                  description="Loopback BoxLite/BoxRun test server over the boxlite SDK API")
     ap.add_argument("--host", default="127.0.0.1", help="loopback address to bind (non-loopback refused)")
     ap.add_argument("--port", type=int, default=0, help="TCP port (0 = pick a free one)")
-    ap.add_argument("--dialect", choices=DIALECTS, default="current",
-                    help="sse = A (SSE era), current = B, boxrun = C")
+    ap.add_argument("--dialect", choices=CLI_DIALECTS, default="current",
+                    help="sse-ref | sse-serve | current | boxrun, the names of docs/dialects.md "
+                         "(sse = sse-ref, or sse-serve with --sse-flavor serve)")
     ap.add_argument("--auth", choices=AUTH_MODES, default=None,
                     help="token | client-credentials (sse only) | none; default: none "
                          "(client-credentials for sse)")
@@ -37,8 +42,9 @@ def parse_args(argv=None) -> Config:
                     help="deployment base path before /v1 (e.g. /api like the cloud); default none")
     ap.add_argument("--home", default=None, help="boxlite home directory (default: a temporary one)")
     ap.add_argument("--faults", default=None, help="fault rules as JSON (object or list) or @file")
-    ap.add_argument("--sse-flavor", choices=("ref", "serve"), default="ref",
-                    help="A: imitate the reference server or the SSE-era boxlite serve")
+    ap.add_argument("--sse-flavor", choices=("ref", "serve"), default=None,
+                    help="with --dialect sse: imitate the reference server (ref, default) or the SSE-era "
+                         "boxlite serve; --dialect sse-ref / sse-serve say the same")
     ap.add_argument("--sse-framing", choices=("crlf", "lf"), default=None,
                     help="A: SSE line ends (default: crlf for ref, lf for serve)")
     ap.add_argument("--keepalive", type=float, default=15.0,
@@ -51,6 +57,13 @@ def parse_args(argv=None) -> Config:
                     help="upload body cap (default 2 MiB for current/boxrun, none for sse; 0 = none)")
     ap.add_argument("--log-level", default="WARNING")
     ns = ap.parse_args(argv)
+    # The dialect names of the code and docs; `sse` plus `--sse-flavor` stays accepted.
+    if ns.dialect in SSE_DIALECTS:
+        flavor = SSE_DIALECTS[ns.dialect]
+        if ns.sse_flavor not in (None, flavor):
+            ap.error(f"--dialect {ns.dialect} contradicts --sse-flavor {ns.sse_flavor}")
+        ns.dialect, ns.sse_flavor = "sse", flavor
+    ns.sse_flavor = ns.sse_flavor or "ref"
     auth = ns.auth or ("client-credentials" if ns.dialect == "sse" else "none")
     framing = ns.sse_framing or ("lf" if ns.sse_flavor == "serve" else "crlf")
     cfg = Config(dialect=ns.dialect, auth=auth, token=ns.token, client_id=ns.client_id,

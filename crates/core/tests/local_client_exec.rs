@@ -217,25 +217,8 @@ async fn exec_async_input_signal_resize() -> Result<(), String> {
   c.send_exec_input(&id, &e.id, Bytes::from_static(b"line two\n"), true)
     .await
     .or_fail("input + close")?;
-  let events: Vec<ExecEvent> = c
-    .get_exec_output(&id, &e.id)
-    .await
-    .or_fail("output")?
-    .collect::<Vec<_>>()
-    .await
-    .into_iter()
-    .collect::<Result<_, _>>()
-    .or_fail("events")?;
-  let out: Vec<u8> = events
-    .iter()
-    .flat_map(|e| {
-      if let ExecEvent::Stdout(b) = e {
-        b.to_vec()
-      } else {
-        vec![]
-      }
-    })
-    .collect();
+  let events = output_events(&c, &id, &e.id).await?;
+  let out = stdout_of(&events);
   check!(
     out == b"line one\nline two\n" && events.last() == Some(&ExecEvent::Exit(Some(0))),
     "{events:?}"
@@ -311,23 +294,8 @@ async fn replayable_output_is_bounded_to_the_most_recent_bytes() -> Result<(), S
     .await
     .or_fail("exec_async")?;
   tokio::time::sleep(Duration::from_secs(3)).await;
-  let events: Vec<ExecEvent> = c
-    .get_exec_output(&id, &e.id)
-    .await
-    .or_fail("output")?
-    .collect::<Vec<_>>()
-    .await
-    .into_iter()
-    .collect::<Result<_, _>>()
-    .or_fail("events")?;
-  let out: Vec<u8> = events
-    .iter()
-    .filter_map(|ev| match ev {
-      ExecEvent::Stdout(b) => Some(b.to_vec()),
-      _ => None,
-    })
-    .flatten()
-    .collect();
+  let events = output_events(&c, &id, &e.id).await?;
+  let out = stdout_of(&events);
   check!(out.len() <= 4 << 20, "the replay holds {} bytes", out.len());
   check!(
     out.len() >= 1 << 20,

@@ -18,6 +18,21 @@ fn config(value: serde_json::Value) -> CreateConfig {
   serde_json::from_value(value).unwrap()
 }
 
+/// A create with a 0.3 s deadline, which must reject well before a slow request answers.
+async fn create_past_a_short_deadline(adapter: &Adapter) -> Error {
+  let started = Instant::now();
+  let err = adapter
+    .create_sandbox(&config(json!({"timeout": 0.3})))
+    .await
+    .unwrap_err();
+  assert!(
+    started.elapsed() < Duration::from_millis(1500),
+    "{:?}",
+    started.elapsed()
+  );
+  err
+}
+
 #[test]
 fn state_mapping_follows_the_contract() {
   for (status, state) in [
@@ -165,16 +180,7 @@ async fn create_that_never_runs_deletes_the_box_and_names_the_last_status() {
 #[tokio::test]
 async fn create_deadline_holds_while_the_start_request_is_in_flight_and_the_box_is_deleted() {
   let (adapter, client) = adapter_with(FakeClient::new().slow_start(Duration::from_secs(3)));
-  let started = Instant::now();
-  let err = adapter
-    .create_sandbox(&config(json!({"timeout": 0.3})))
-    .await
-    .unwrap_err();
-  assert!(
-    started.elapsed() < Duration::from_millis(1500),
-    "{:?}",
-    started.elapsed()
-  );
+  let err = create_past_a_short_deadline(&adapter).await;
   assert_eq!(
     err.to_string(),
     "Sandbox failed to start within 1s (status: configured)"
@@ -193,16 +199,7 @@ async fn create_deadline_holds_while_the_start_request_is_in_flight_and_the_box_
 #[tokio::test]
 async fn create_deadline_holds_while_the_create_request_is_in_flight_and_the_box_is_deleted_later() {
   let (adapter, client) = adapter_with(FakeClient::new().slow_create(Duration::from_secs(2)));
-  let started = Instant::now();
-  let err = adapter
-    .create_sandbox(&config(json!({"timeout": 0.3})))
-    .await
-    .unwrap_err();
-  assert!(
-    started.elapsed() < Duration::from_millis(1500),
-    "{:?}",
-    started.elapsed()
-  );
+  let err = create_past_a_short_deadline(&adapter).await;
   assert_eq!(err.code(), "start_timeout");
   assert!(err.to_string().ends_with("(status: creating)"), "{err}");
   // dispose waits for the create to answer and its box to be deleted.

@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use boxlite_core::client::{BoxClient, CreateBoxParams, ExecRequest};
+use boxlite_core::client::{BoxClient, CreateBoxParams, ExecEvent, ExecRequest};
 use boxlite_core::LocalConfig;
+use futures_util::StreamExt;
 
 use crate::check;
 use crate::local_common::*;
@@ -79,4 +80,31 @@ pub fn python_process(home: &Path, script: &str) -> Result<String, String> {
     String::from_utf8_lossy(&out.stderr)
   );
   Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Every event of execution `exec_id` as `get_exec_output` replays it.
+pub async fn output_events(
+  c: &Arc<dyn BoxClient>,
+  box_id: &str,
+  exec_id: &str,
+) -> Result<Vec<ExecEvent>, String> {
+  c.get_exec_output(box_id, exec_id)
+    .await
+    .or_fail("output")?
+    .collect::<Vec<_>>()
+    .await
+    .into_iter()
+    .collect::<Result<_, _>>()
+    .or_fail("events")
+}
+
+/// The stdout bytes among `events`.
+pub fn stdout_of(events: &[ExecEvent]) -> Vec<u8> {
+  events
+    .iter()
+    .flat_map(|e| match e {
+      ExecEvent::Stdout(b) => b.to_vec(),
+      _ => vec![],
+    })
+    .collect()
 }

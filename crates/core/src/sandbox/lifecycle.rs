@@ -248,10 +248,14 @@ impl Adapter {
     })
   }
 
-  /// Force-deletes the box; a box that does not exist is not an error.
+  /// Force-deletes the box; a box that does not exist is not an error. Its terminal servers
+  /// close.
   pub async fn destroy_sandbox(&self, id: &str) -> Result<()> {
     let result = self.client()?.delete_box(id, true).await;
     self.forget_ports(id);
+    if result.as_ref().is_ok() || result.as_ref().is_err_and(|e| e.is_not_found()) {
+      self.terminals.close_box(id).await;
+    }
     match result {
       Err(error) if error.is_not_found() => Ok(()),
       other => other,

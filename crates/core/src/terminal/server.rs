@@ -1,5 +1,8 @@
 //! The terminal servers of one adapter: a loopback listener per terminal, the HTTP upgrade
-//! (refusing wrong tokens and paths before it), one `Session` per connection, and `dispose`.
+//! (refusing wrong tokens and paths before it), one `Session` per connection, and their end:
+//! a server closes when its box is destroyed through the adapter, after `IDLE_EXPIRY` without a
+//! connection, or at `dispose`, so a long-lived process that opens terminals does not collect
+//! listeners.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -22,11 +25,20 @@ use crate::error::{Error, Result};
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `dispose()` waits this long for connections to wind down before aborting them.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(8);
+/// A terminal server with no connection for this long (since it started or since its last
+/// connection ended) closes; its URL then refuses connections.
+pub const IDLE_EXPIRY: Duration = Duration::from_secs(15 * 60);
 
 /// The terminal servers of one adapter.
-#[derive(Default)]
 pub struct Terminals {
   state: Mutex<Registry>,
+  idle_expiry: Duration,
+}
+
+impl Default for Terminals {
+  fn default() -> Self {
+    Terminals::with_idle_expiry(IDLE_EXPIRY)
+  }
 }
 
 #[derive(Default)]
@@ -36,6 +48,7 @@ struct Registry {
 }
 
 struct ServerHandle {
+  box_id: String,
   shutdown: watch::Sender<bool>,
   task: tokio::task::JoinHandle<()>,
 }
@@ -51,6 +64,14 @@ pub(super) struct Terminal {
 }
 
 impl Terminals {
+  /// Servers that close after `idle_expiry` without a connection.
+  pub fn with_idle_expiry(idle_expiry: Duration) -> Self {
+    Terminals {
+      state: Mutex::default(),
+      idle_expiry,
+    }
+  }
+
   /// Binds a new server and starts accepting connections.
   pub(super) async fn start(
     &self,
@@ -81,14 +102,18 @@ impl Terminals {
       box_terminal,
     });
     let (shutdown, watch_rx) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(listener, terminal, watch_rx));
+    let task = tokio::spawn(accept_loop(listener, terminal, watch_rx, self.idle_expiry));
     let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
     if state.closed {
       let _ = shutdown.send(true);
       return Err(Error::Disposed);
     }
     state.servers.retain(|s| !s.task.is_finished());
-    state.servers.push(ServerHandle { shutdown, task });
+    state.servers.push(ServerHandle {
+      box_id: box_id.to_string(),
+      shutdown,
+      task,
+    });
     // The URL carries the access token: only the address is logged.
     tracing::debug!(%box_id, %addr, %shell, "terminal server listening");
     Ok(TerminalInfo {
@@ -104,18 +129,20 @@ impl Terminals {
       state.closed = true;
       std::mem::take(&mut state.servers)
     };
-    for server in &servers {
-      let _ = server.shutdown.send(true);
-    }
-    // Each server bounds its own wind-down by SHUTDOWN_WAIT; this bound is the backstop.
-    let aborts: Vec<_> = servers.iter().map(|s| s.task.abort_handle()).collect();
-    let all = futures_util::future::join_all(servers.into_iter().map(|s| s.task));
-    if tokio::time::timeout(SHUTDOWN_WAIT + Duration::from_secs(2), all)
-      .await
-      .is_err()
-    {
-      aborts.iter().for_each(|a| a.abort());
-    }
+    stop(servers).await;
+  }
+
+  /// Stops the servers of one box (it was destroyed: their shells cannot run any more).
+  pub async fn close_box(&self, box_id: &str) {
+    let servers = {
+      let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+      let (gone, kept) = std::mem::take(&mut state.servers)
+        .into_iter()
+        .partition(|s| s.box_id == box_id);
+      state.servers = kept;
+      gone
+    };
+    stop(servers).await;
   }
 
   /// Number of servers still running (tests).
@@ -131,11 +158,37 @@ impl Terminals {
   }
 }
 
-async fn accept_loop(listener: TcpListener, terminal: Arc<Terminal>, mut shutdown: watch::Receiver<bool>) {
+/// Signals `servers` to stop and waits for them, bounded.
+async fn stop(servers: Vec<ServerHandle>) {
+  for server in &servers {
+    let _ = server.shutdown.send(true);
+  }
+  // Each server bounds its own wind-down by SHUTDOWN_WAIT; this bound is the backstop.
+  let aborts: Vec<_> = servers.iter().map(|s| s.task.abort_handle()).collect();
+  let all = futures_util::future::join_all(servers.into_iter().map(|s| s.task));
+  if tokio::time::timeout(SHUTDOWN_WAIT + Duration::from_secs(2), all)
+    .await
+    .is_err()
+  {
+    aborts.iter().for_each(|a| a.abort());
+  }
+}
+
+async fn accept_loop(
+  listener: TcpListener,
+  terminal: Arc<Terminal>,
+  mut shutdown: watch::Receiver<bool>,
+  idle_expiry: Duration,
+) {
   let mut sessions = JoinSet::new();
+  let mut idle_since = Instant::now();
   loop {
     tokio::select! {
       _ = shutdown.changed() => break,
+      () = tokio::time::sleep_until(idle_since + idle_expiry), if sessions.is_empty() => {
+        tracing::debug!(box_id = %terminal.box_id, "terminal server closed after being idle");
+        break;
+      }
       accepted = listener.accept() => match accepted {
         Ok((stream, peer)) => {
           tracing::debug!(box_id = %terminal.box_id, %peer, "terminal connection");
@@ -144,7 +197,7 @@ async fn accept_loop(listener: TcpListener, terminal: Arc<Terminal>, mut shutdow
         // Out of file descriptors and the like: back off instead of spinning.
         Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
       },
-      Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+      Some(_) = sessions.join_next(), if !sessions.is_empty() => idle_since = Instant::now(),
     }
   }
   drop(listener);

@@ -222,3 +222,62 @@ async fn dispose_closes_connections_and_servers_and_refuses_new_terminals() {
     .unwrap_err();
   assert_eq!(err.code(), "disposed");
 }
+
+#[tokio::test]
+async fn destroying_the_box_closes_its_terminal_servers_and_only_those() {
+  let shell = Arc::new(
+    FakeClient::new()
+      .with_running_box("box1")
+      .with_running_box("box2")
+      .with_scripted_shell(""),
+  );
+  let adapter = Adapter::with_client(
+    &serde_json::json!({"apiUrl": "http://127.0.0.1:1"}),
+    shell.clone(),
+  );
+  let options = TerminalOptions::default();
+  let first = adapter.start_terminal("box1", &options).await.unwrap();
+  adapter.start_terminal("box1", &options).await.unwrap();
+  let other = adapter.start_terminal("box2", &options).await.unwrap();
+  assert_eq!(adapter.terminals.running(), 3);
+  adapter.destroy_sandbox("box1").await.unwrap();
+  assert_eq!(adapter.terminals.running(), 1);
+  assert!(tokio_tungstenite::connect_async(first.url.as_str())
+    .await
+    .is_err());
+  let mut ws = connect(&other.url, false).await;
+  ws.send(binary(b"\x00hi\r")).await.unwrap();
+  next(&mut ws).await;
+}
+
+#[tokio::test]
+async fn a_terminal_server_closes_after_its_idle_expiry_but_not_while_connected() {
+  let shell = Arc::new(FakeClient::new().with_running_box("box1").with_scripted_shell(""));
+  let mut adapter = Adapter::with_client(
+    &serde_json::json!({"apiUrl": "http://127.0.0.1:1"}),
+    shell.clone(),
+  );
+  let expiry = Duration::from_millis(400);
+  adapter.terminals = super::server::Terminals::with_idle_expiry(expiry);
+  let options = TerminalOptions::default();
+  let unused = adapter.start_terminal("box1", &options).await.unwrap();
+  let used = adapter.start_terminal("box1", &options).await.unwrap();
+  let mut ws = connect(&used.url, false).await;
+  ws.send(binary(b"\x00hi\r")).await.unwrap();
+  next(&mut ws).await;
+  tokio::time::sleep(expiry * 3).await;
+  assert_eq!(adapter.terminals.running(), 1, "the connected one stays");
+  assert!(tokio_tungstenite::connect_async(unused.url.as_str())
+    .await
+    .is_err());
+  ws.close(None).await.unwrap();
+  let deadline = Instant::now() + expiry * 10;
+  while adapter.terminals.running() > 0 && Instant::now() < deadline {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+  }
+  assert_eq!(
+    adapter.terminals.running(),
+    0,
+    "idle once its last connection ended"
+  );
+}

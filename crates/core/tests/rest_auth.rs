@@ -32,7 +32,7 @@ fn bearer_of(entry: &Value) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_credentials_token_is_fetched_once_and_sent_as_bearer() {
-  let tb = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await;
+  let tb = Testbed::start(&["--dialect", "sse-ref", "--auth", "client-credentials"]).await;
   let client = tb.client(json!({}));
   client.list_boxes(None, None).await.unwrap();
   client.list_boxes(None, None).await.unwrap();
@@ -58,7 +58,7 @@ async fn client_credentials_token_is_fetched_once_and_sent_as_bearer() {
 async fn token_is_refreshed_before_it_expires() {
   let tb = Testbed::start(&[
     "--dialect",
-    "sse",
+    "sse-ref",
     "--auth",
     "client-credentials",
     "--token-lifetime",
@@ -83,7 +83,7 @@ async fn token_is_refreshed_before_it_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_is_retried_once_with_a_fresh_token() {
-  let tb = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await;
+  let tb = Testbed::start(&["--dialect", "sse-ref", "--auth", "client-credentials"]).await;
   let client = tb.client(json!({"dialect": "sse"}));
   client.list_boxes(None, None).await.unwrap();
   tb.faults(json!({"kind": "expire_token", "method": "GET", "path": "/boxes$"}))
@@ -116,7 +116,7 @@ async fn a_401_is_retried_once_with_a_fresh_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_401_is_reported_not_retried_forever() {
-  let tb = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await;
+  let tb = Testbed::start(&["--dialect", "sse-ref", "--auth", "client-credentials"]).await;
   let client = tb.client(json!({"dialect": "sse"}));
   tb.faults(json!({"kind": "expire_token", "path": "/boxes$", "times": 0}))
     .await;
@@ -134,7 +134,7 @@ async fn a_second_401_is_reported_not_retried_forever() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_client_credentials_fail_without_echoing_the_secret() {
-  let tb = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await;
+  let tb = Testbed::start(&["--dialect", "sse-ref", "--auth", "client-credentials"]).await;
   let config =
     tb.config(json!({"clientId": "test-client", "clientSecret": "wrong-secret-4711", "dialect": "sse"}));
   let client = rest::connect_with(&config, quick_tuning()).unwrap();

@@ -12,26 +12,17 @@ use serde_json::json;
 async fn auto_detects_each_dialect_with_or_without_a_trailing_slash() {
   let cases: Vec<(Vec<&str>, Dialect, Option<&str>)> = vec![
     (
-      vec!["--dialect", "sse", "--auth", "client-credentials"],
+      vec!["--dialect", "sse-ref", "--auth", "client-credentials"],
       Dialect::SseRef,
       Some("default"),
     ),
     (
-      vec![
-        "--dialect",
-        "sse",
-        "--auth",
-        "token",
-        "--sse-flavor",
-        "serve",
-        "--prefix",
-        "default",
-      ],
+      vec!["--dialect", "sse-serve", "--auth", "token", "--prefix", "default"],
       Dialect::SseServe,
       Some("default"),
     ),
     (
-      vec!["--dialect", "sse", "--auth", "none"],
+      vec!["--dialect", "sse-ref", "--auth", "none"],
       Dialect::SseRef,
       Some("default"),
     ),
@@ -147,7 +138,7 @@ async fn a_wrong_forced_dialect_fails_clearly() {
 async fn features_tell_the_file_and_terminal_layers_what_each_server_can_do() {
   let cases: Vec<(Vec<&str>, Features)> = vec![
     (
-      vec!["--dialect", "sse", "--auth", "none"],
+      vec!["--dialect", "sse-ref", "--auth", "none"],
       Features {
         tar_upload: true,
         tar_download: true,
@@ -156,16 +147,7 @@ async fn features_tell_the_file_and_terminal_layers_what_each_server_can_do() {
       },
     ),
     (
-      vec![
-        "--dialect",
-        "sse",
-        "--auth",
-        "none",
-        "--sse-flavor",
-        "serve",
-        "--prefix",
-        "default",
-      ],
+      vec!["--dialect", "sse-serve", "--auth", "none", "--prefix", "default"],
       Features {
         tar_upload: false,
         tar_download: true,

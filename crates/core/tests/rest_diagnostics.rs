@@ -99,7 +99,7 @@ fn main() {
     for (name, args) in [
       (
         "sse_client_credentials",
-        &["--dialect", "sse", "--auth", "client-credentials"][..],
+        &["--dialect", "sse-ref", "--auth", "client-credentials"][..],
       ),
       ("current_token", &["--dialect", "current", "--auth", "token"][..]),
       ("boxrun", &["--dialect", "boxrun", "--auth", "none"][..]),

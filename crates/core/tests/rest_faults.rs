@@ -61,7 +61,7 @@ async fn gateway_errors_on_idempotent_requests_are_retried_with_a_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_dropped_before_the_reply_is_retried_for_reads() {
-  let tb = Testbed::start(&["--dialect", "sse", "--auth", "none"]).await;
+  let tb = Testbed::start(&["--dialect", "sse-ref", "--auth", "none"]).await;
   let client = tb.client(json!({}));
   let id = create_running_box(&client).await;
   tb.faults(json!({"kind": "drop", "method": "GET", "path": format!("/boxes/{id}$")}))
@@ -218,7 +218,7 @@ async fn a_server_that_dies_mid_stream_ends_the_stream_with_an_error_in_every_di
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_stream_hits_the_idle_timeout() {
-  let tb = Testbed::start(&["--dialect", "sse", "--auth", "none", "--keepalive", "30"]).await;
+  let tb = Testbed::start(&["--dialect", "sse-ref", "--auth", "none", "--keepalive", "30"]).await;
   let tuning = Tuning {
     stream_idle_timeout: Duration::from_secs(2),
     ..quick_tuning()

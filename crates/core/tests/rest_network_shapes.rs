@@ -61,7 +61,7 @@ async fn current_dialect_boxes_with_per_direction_network_create_get_and_list() 
 
 #[tokio::test]
 async fn sse_era_servers_get_the_outbound_part_of_a_per_direction_network() {
-  let bed = Testbed::start(&["--dialect", "sse"]).await;
+  let bed = Testbed::start(&["--dialect", "sse-ref"]).await;
   let client = bed.client(json!({}));
   let id = create_with(
     &client,

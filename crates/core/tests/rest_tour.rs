@@ -392,29 +392,19 @@ async fn tour(client: &RestClient, dialect: Dialect) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_dialect_with_client_credentials_serves_every_method() {
-  let tb = Testbed::start(&["--dialect", "sse", "--auth", "client-credentials"]).await;
+  let tb = Testbed::start(&["--dialect", "sse-ref", "--auth", "client-credentials"]).await;
   tour(&tb.client(json!({})), Dialect::SseRef).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_dialect_of_boxlite_serve_with_lf_framing_and_default_prefix_serves_every_method() {
-  let tb = Testbed::start(&[
-    "--dialect",
-    "sse",
-    "--auth",
-    "token",
-    "--sse-flavor",
-    "serve",
-    "--prefix",
-    "default",
-  ])
-  .await;
+  let tb = Testbed::start(&["--dialect", "sse-serve", "--auth", "token", "--prefix", "default"]).await;
   tour(&tb.client(json!({"dialect": "sse"})), Dialect::SseServe).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_dialect_without_auth_serves_every_method() {
-  let tb = Testbed::start(&["--dialect", "sse", "--auth", "none"]).await;
+  let tb = Testbed::start(&["--dialect", "sse-ref", "--auth", "none"]).await;
   tour(&tb.client(json!({"prefix": "tenant-1"})), Dialect::SseRef).await;
 }
 

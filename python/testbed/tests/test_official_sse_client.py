@@ -36,10 +36,10 @@ SIM_PY = os.environ.get("BOXLITE_TESTBED_SIM_PYTHON", os.path.join(TESTBED, ".ve
 CLIENT_ID, CLIENT_SECRET = "official-sse", "official-sse-secret"
 
 
-def _server(*args: str) -> ServerProc:
+def _server(dialect: str, *args: str) -> ServerProc:
     if not os.path.exists(SIM_PY):
         pytest.skip(f"simulator venv missing: {SIM_PY} (run python/testbed/setup.sh)")
-    return ServerProc("--dialect", "sse", "--auth", "client-credentials", "--client-id", CLIENT_ID,
+    return ServerProc("--dialect", dialect, "--auth", "client-credentials", "--client-id", CLIENT_ID,
                       "--client-secret", CLIENT_SECRET, *args, python=SIM_PY)
 
 
@@ -55,8 +55,7 @@ def _runtime(url: str, client_id: str, secret: str):
 
 @pytest.mark.parametrize("flavor", ["ref", "serve"])
 def test_sse_era_client_full_cycle_against_the_test_server(flavor, tmp_path):
-    extra = ("--sse-flavor", "serve", "--prefix", "default") if flavor == "serve" else ()
-    s = _server(*extra)
+    s = _server("sse-serve", "--prefix", "default") if flavor == "serve" else _server("sse-ref")
     try:
         # stdin: the SSE-era serve forgets an execution once its output is opened.
         asyncio.run(full_cycle(_runtime(s.url, CLIENT_ID, CLIENT_SECRET), _options(image="alpine:latest"),
@@ -72,7 +71,7 @@ def test_sse_era_client_full_cycle_against_the_test_server(flavor, tmp_path):
 
 
 def test_sse_era_client_reports_wrong_credentials():
-    s = _server()
+    s = _server("sse-ref")
     try:
         async def main():
             with pytest.raises(Exception) as ei:

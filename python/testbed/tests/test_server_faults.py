@@ -175,7 +175,7 @@ def test_reset_removes_boxes(srv):
 
 
 def test_sse_drop_mid_stream_and_boxrun_events_drop():
-    s = ServerProc("--dialect", "sse", "--auth", "none")
+    s = ServerProc("--dialect", "sse-ref", "--auth", "none")
     try:
         bid = s.req("POST", "/v1/p/boxes", json={"image": "alpine:latest", "auto_remove": False}).json()["box_id"]
         eid = s.req("POST", f"/v1/p/boxes/{bid}/exec", json={"command": "sh", "args": ["-c", "echo 1; echo 2"]}
@@ -244,7 +244,7 @@ def test_boxrun_events_stall_sends_nothing_after_n_events_while_the_client_waits
 
 
 def test_sse_expire_token_fault_and_client_credentials():
-    s = ServerProc("--dialect", "sse", "--client-id", "me", "--client-secret", "pw")
+    s = ServerProc("--dialect", "sse-ref", "--client-id", "me", "--client-secret", "pw")
     try:
         tok = s.req("POST", "/v1/oauth/tokens", data={"grant_type": "client_credentials", "client_id": "me",
                                                       "client_secret": "pw"}).json()["access_token"]

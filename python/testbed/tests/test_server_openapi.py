@@ -154,7 +154,7 @@ def test_every_current_dialect_route_matches_the_box_openapi_contract():
 
 
 def test_every_sse_dialect_route_matches_the_sse_era_contract():
-    srv = ServerProc("--dialect", "sse", "--auth", "client-credentials")
+    srv = ServerProc("--dialect", "sse-ref", "--auth", "client-credentials")
     k = Checker("sse", srv)
     P = "/v1/tenant"
     try:

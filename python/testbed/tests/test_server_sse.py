@@ -22,7 +22,7 @@ def get_token(srv, cid="test-client", secret="test-secret"):
 
 @pytest.fixture(scope="module")
 def srv():
-    s = ServerProc("--dialect", "sse", "--auth", "client-credentials", "--keepalive", "0.3")
+    s = ServerProc("--dialect", "sse-ref", "--auth", "client-credentials", "--keepalive", "0.3")
     r = get_token(s)
     assert r.status_code == 200, r.text
     s.s.headers["Authorization"] = "Bearer " + r.json()["access_token"]
@@ -96,7 +96,7 @@ def test_missing_malformed_and_expired_tokens_are_401(srv):
 
 
 def test_short_token_lifetime_expires_and_refresh_works():
-    s = ServerProc("--dialect", "sse", "--token-lifetime", "1")
+    s = ServerProc("--dialect", "sse-ref", "--token-lifetime", "1")
     try:
         tok = get_token(s).json()
         assert tok["expires_in"] == 1
@@ -122,7 +122,7 @@ def test_control_endpoint_expires_all_issued_tokens(srv):
 
 
 def test_no_auth_mode_is_serve_stub_token_and_enforces_nothing():
-    s = ServerProc("--dialect", "sse", "--auth", "none", "--sse-flavor", "serve", "--prefix", "default")
+    s = ServerProc("--dialect", "sse-serve", "--auth", "none", "--prefix", "default")
     try:
         r = get_token(s, "any", "thing")
         assert r.json()["access_token"] == "boxlite-local-token" and r.json()["expires_in"] == 86400
@@ -279,7 +279,7 @@ def test_exec_missing_command_is_422_and_ref_ignores_working_dir(srv):
 
 
 def test_lf_framing_variant_uses_compact_json_and_bare_comment():
-    s = ServerProc("--dialect", "sse", "--auth", "none", "--sse-framing", "lf", "--keepalive", "0.3")
+    s = ServerProc("--dialect", "sse-ref", "--auth", "none", "--sse-framing", "lf", "--keepalive", "0.3")
     try:
         bid = s.req("POST", f"{P}/boxes", json={"image": "alpine:latest"}).json()["box_id"]
         eid = s.req("POST", f"{P}/boxes/{bid}/exec", json={"command": "sh", "args": ["-c", "sleep 0.7; echo hi"]}
@@ -294,7 +294,7 @@ def test_lf_framing_variant_uses_compact_json_and_bare_comment():
 
 
 def test_serve_flavor_evicts_execution_when_output_is_opened():
-    s = ServerProc("--dialect", "sse", "--auth", "none", "--sse-flavor", "serve")
+    s = ServerProc("--dialect", "sse-serve", "--auth", "none")
     try:
         bid = s.req("POST", f"{P}/boxes", json={"image": "alpine:latest"}).json()["box_id"]
         eid = s.req("POST", f"{P}/boxes/{bid}/exec", json={"command": "true"}).json()["execution_id"]

@@ -168,6 +168,9 @@ pub struct Features {
   pub tar_upload: bool,
   /// `download_files` gives a tar of a file or directory (top level = its basename).
   pub tar_download: bool,
+  /// That tar keeps symbolic links as links (`false`: the server archives their targets, so a
+  /// directory's archive is made in the box instead).
+  pub tar_download_keeps_links: bool,
   /// Executions accept stdin (`send_exec_input`) while `get_exec_output` is read.
   pub exec_stdin: bool,
   /// The server runs a shell on a terminal endpoint of its own (`open_box_terminal`).
@@ -178,6 +181,7 @@ impl Features {
   pub const ALL: Features = Features {
     tar_upload: true,
     tar_download: true,
+    tar_download_keeps_links: true,
     exec_stdin: true,
     box_terminal: false,
   };

@@ -320,7 +320,7 @@ impl Adapter {
     let src = absolute_path("srcDir", src_dir)?;
     let client = self.client()?;
     let features = client.features().await?;
-    if features.tar_download && !on_tmpfs(&src) {
+    if features.tar_download && features.tar_download_keeps_links && !on_tmpfs(&src) {
       let tar = self.download(client.as_ref(), id, &src).await?;
       return Ok(archive::contents_archive(tar, &src));
     }

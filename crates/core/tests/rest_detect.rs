@@ -142,6 +142,7 @@ async fn features_tell_the_file_and_terminal_layers_what_each_server_can_do() {
       Features {
         tar_upload: true,
         tar_download: true,
+        tar_download_keeps_links: true,
         exec_stdin: true,
         box_terminal: false,
       },
@@ -151,6 +152,7 @@ async fn features_tell_the_file_and_terminal_layers_what_each_server_can_do() {
       Features {
         tar_upload: false,
         tar_download: true,
+        tar_download_keeps_links: true,
         exec_stdin: false,
         box_terminal: false,
       },
@@ -160,6 +162,7 @@ async fn features_tell_the_file_and_terminal_layers_what_each_server_can_do() {
       Features {
         tar_upload: true,
         tar_download: true,
+        tar_download_keeps_links: false,
         exec_stdin: true,
         box_terminal: false,
       },
@@ -169,6 +172,7 @@ async fn features_tell_the_file_and_terminal_layers_what_each_server_can_do() {
       Features {
         tar_upload: true,
         tar_download: true,
+        tar_download_keeps_links: true,
         exec_stdin: false,
         box_terminal: true,
       },

@@ -226,6 +226,7 @@ impl Profile for Boxrun {
     Features {
       tar_upload: true,
       tar_download: true,
+      tar_download_keeps_links: true,
       exec_stdin: false,
       box_terminal: true,
     }

@@ -115,6 +115,7 @@ impl Profile for Current {
     Features {
       tar_upload: true,
       tar_download: true,
+      tar_download_keeps_links: false,
       exec_stdin: true,
       box_terminal: false,
     }

@@ -190,6 +190,7 @@ impl Profile for SseRef {
     Features {
       tar_upload: true,
       tar_download: true,
+      tar_download_keeps_links: true,
       exec_stdin: true,
       box_terminal: false,
     }

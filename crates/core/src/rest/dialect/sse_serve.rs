@@ -105,6 +105,7 @@ impl Profile for SseServe {
     Features {
       tar_upload: false,
       tar_download: true,
+      tar_download_keeps_links: true,
       exec_stdin: false,
       box_terminal: false,
     }

@@ -97,7 +97,6 @@ def replay(url: str, key: Optional[str]) -> tuple[list[str], list[str]]:
         exchanges = json.load(f)["exchanges"]
     saved: dict[str, str] = {}
     diffs: list[str] = []
-    s = requests.Session()
     for ex in exchanges:
         r = ex["request"]
         path = r["path"]
@@ -115,7 +114,11 @@ def replay(url: str, key: Optional[str]) -> tuple[list[str], list[str]]:
             kw["data"] = _tar_of_size(r["tar_bytes"])
         if "content_type" in r:
             headers["Content-Type"] = r["content_type"]
-        resp = s.request(r["method"], url + path, **kw)
+        # A connection of its own per request: a server may close a connection after answering
+        # a request whose body it did not read (the oversized upload), and a reused one can then
+        # fail with "closed without response" depending on timing.
+        headers["Connection"] = "close"
+        resp = requests.request(r["method"], url + path, **kw)
         ct = resp.headers.get("Content-Type", "")
         if ct.split(";")[0].strip() == "application/json":
             body: Any = resp.json()

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::client::ByteStream;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 mod blocking;
 mod gzip;
@@ -226,56 +226,6 @@ pub fn single_file_content(tar_stream: ByteStream, path: &str) -> ByteStream {
       format!("'{path}' is not a regular file in the box"),
     ))
   })
-}
-
-/// Decodes base64 text arriving in arbitrary chunks (whitespace ignored): binary data carried
-/// through a text-only exec stream.
-pub fn decode_base64_stream(text: ByteStream) -> ByteStream {
-  use base64::Engine as _;
-  let state = (text, Vec::<u8>::new(), false);
-  Box::pin(futures_util::stream::unfold(
-    state,
-    |(mut text, mut pending, done)| async move {
-      if done {
-        return None;
-      }
-      loop {
-        match text.next().await {
-          Some(Ok(chunk)) => {
-            pending.extend(chunk.iter().copied().filter(|b| !b.is_ascii_whitespace()));
-            let usable = pending.len() / 4 * 4;
-            if usable == 0 {
-              continue;
-            }
-            let rest = pending.split_off(usable);
-            let decoded = base64::engine::general_purpose::STANDARD.decode(&pending);
-            pending = rest;
-            return Some((
-              decoded.map(Bytes::from).map_err(|e| base64_error(&e)),
-              (text, pending, false),
-            ));
-          }
-          Some(Err(error)) => return Some((Err(error), (text, pending, true))),
-          None if pending.is_empty() => return None,
-          None => {
-            let decoded = base64::engine::general_purpose::STANDARD.decode(&pending);
-            return Some((
-              decoded.map(Bytes::from).map_err(|e| base64_error(&e)),
-              (text, Vec::new(), true),
-            ));
-          }
-        }
-      }
-    },
-  ))
-}
-
-fn base64_error(error: &base64::DecodeError) -> Error {
-  Error::Protocol {
-    method: "exec".into(),
-    path: "stdout".into(),
-    message: format!("invalid base64 output: {error}"),
-  }
 }
 
 /// Collects a byte stream (for small payloads only: a file read for readFile's `Uint8Array`).

@@ -3,6 +3,7 @@
 use std::io::{Read, Write};
 
 use super::*;
+use crate::error::Error;
 
 fn stream_of(chunks: Vec<Vec<u8>>) -> ByteStream {
   Box::pin(futures_util::stream::iter(
@@ -302,21 +303,4 @@ async fn input_stream_errors_come_out_unchanged() {
   ]));
   let err = collect(contents_archive(failing, "/src")).await.unwrap_err();
   assert_eq!(err.code(), "transport");
-}
-
-#[tokio::test]
-async fn base64_stream_decodes_across_arbitrary_chunk_boundaries() {
-  use base64::Engine as _;
-  let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 256) as u8).collect();
-  let text = base64::engine::general_purpose::STANDARD.encode(&data);
-  let wrapped: String = text
-    .as_bytes()
-    .chunks(76)
-    .map(|l| format!("{}\n", String::from_utf8_lossy(l)))
-    .collect();
-  let chunks: Vec<Vec<u8>> = wrapped.as_bytes().chunks(13).map(<[u8]>::to_vec).collect();
-  assert_eq!(
-    collect(decode_base64_stream(stream_of(chunks))).await.unwrap(),
-    data
-  );
 }

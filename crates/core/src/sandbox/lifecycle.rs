@@ -253,13 +253,14 @@ impl Adapter {
   pub async fn destroy_sandbox(&self, id: &str) -> Result<()> {
     let result = self.client()?.delete_box(id, true).await;
     self.forget_ports(id);
-    if result.as_ref().is_ok() || result.as_ref().is_err_and(|e| e.is_not_found()) {
-      self.terminals.close_box(id).await;
-    }
-    match result {
+    let result = match result {
       Err(error) if error.is_not_found() => Ok(()),
       other => other,
+    };
+    if result.is_ok() {
+      self.terminals.close_box(id).await;
     }
+    result
   }
 
   pub async fn sleep(&self, id: &str) -> Result<()> {

@@ -568,23 +568,22 @@ async def op_exec(_blob, home, box_id, request):
     """A whole exec in one job: start, then drain both streams, close stdin and wait, all at
     once (each is a round trip to the SDK's engine; concurrently they cost about one)."""
     execution, timeout = await _start_exec(home, box_id, request)
-    stdin = _take(execution, "stdin")
-
-    async def body():
-        return await asyncio.gather(_collect(_take(execution, "stdout")), _collect(_take(execution, "stderr")),
-                                    execution.wait(), _close_stdin(stdin))
-
+    pending = []
     try:
         if timeout is not None and timeout > 0:
             try:
-                out, err, result, _ = await asyncio.wait_for(body(), timeout)
+                out, err, result = await asyncio.wait_for(_finish(execution, pending), timeout)
             except asyncio.TimeoutError:
                 await _kill(execution)
                 raise BridgeTimeout("exec", int(timeout * 1000)) from None
         else:
-            out, err, result, _ = await body()
+            out, err, result = await _finish(execution, pending)
     except asyncio.CancelledError:
+        _abandon(pending)
         await _kill(execution)
+        raise
+    except BaseException:
+        _abandon(pending)
         raise
     exit_code = getattr(result, "exit_code", None)
     message = getattr(result, "error_message", None)
@@ -592,6 +591,49 @@ async def op_exec(_blob, home, box_id, request):
         err = str(message).encode()
     return {"stdout": out.decode("utf-8", "replace"), "stderr": err.decode("utf-8", "replace"),
             "exitCode": exit_code if exit_code is not None else -1}
+
+
+async def _finish(execution, pending):
+    """Drains stdout and stderr, closes stdin and waits, concurrently; lists in `pending` what
+    runs beside it. Only stderr's drain is a task: the SDK's calls return futures already and
+    stdout is drained here, since every task costs the loop thread iterations and under many
+    concurrent execs the loop thread's time is the ceiling (docs/local-engine.md)."""
+    stdin, stdout, stderr = _take(execution, "stdin"), _take(execution, "stdout"), _take(execution, "stderr")
+    err = _loop.create_task(_collect(stderr))
+    pending.append(err)
+    closing = _start_close(stdin)
+    if closing is not None:
+        pending.append(closing)
+    waiting = asyncio.ensure_future(execution.wait())
+    pending.append(waiting)
+    out = await _collect(stdout)
+    err, result = await err, await waiting
+    if closing is not None:
+        try:
+            await closing
+        except Exception:  # noqa: BLE001 - the process may have exited and closed it first
+            pass
+    return out, err, result
+
+
+def _start_close(stdin):
+    """The future of closing `stdin`, or None when there is none to close."""
+    if stdin is None:
+        return None
+    try:
+        return asyncio.ensure_future(stdin.close())
+    except Exception:  # noqa: BLE001 - already closed
+        return None
+
+
+def _abandon(pending):
+    """Cancels what an interrupted `_finish` left running; failures already in are read so
+    that asyncio does not log them as never retrieved."""
+    for fut in pending:
+        if not fut.done():
+            fut.cancel()
+        elif not fut.cancelled():
+            fut.exception()
 
 
 async def _close_stdin(stdin):

@@ -151,9 +151,31 @@ def _drain():
         except BaseException as exc:  # noqa: BLE001
             done(False, _describe(exc))
             continue
-        task = _loop.create_task(coro)
+        task = _loop.create_task(_job(coro, done))
         JOBS[task] = (kwargs.get("home"), op, kwargs.get("box_id"))
-        task.add_done_callback(lambda t, done=done: _settle(done, t))
+        task.add_done_callback(lambda t, done=done, coro=coro: _settle(done, t, coro))
+
+
+# What `_job` returns once it has reported the outcome itself.
+_REPORTED = object()
+_CANCELLED = ("CancelledError", None, "the operation was cancelled", ["CancelledError"], "", None)
+
+
+async def _job(coro, done):
+    """Runs a job and reports its outcome as soon as there is one: a done callback runs one
+    loop iteration later, which every exec would wait for. `_settle` (the task's done callback)
+    reports what this cannot: a job cancelled before it started, or an exception that stops
+    the loop (KeyboardInterrupt, SystemExit)."""
+    try:
+        value = await coro
+    except asyncio.CancelledError:
+        done(False, _CANCELLED)
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported to the caller
+        done(False, _describe(exc))
+        return _REPORTED
+    _report(done, value)
+    return _REPORTED
 
 
 async def _cancel_jobs(matches):
@@ -167,26 +189,40 @@ async def _cancel_jobs(matches):
         await asyncio.wait(victims, timeout=CANCEL_WAIT_S)
 
 
-def _settle(done, task):
+def _settle(done, task, coro):
+    """A job's task ended: forget it, and report its outcome unless `_job` did (`done` ignores
+    a second report anyway)."""
     JOBS.pop(task, None)
     try:
         if task.cancelled():
-            done(False, ("CancelledError", None, "the operation was cancelled", ["CancelledError"], "", None))
+            coro.close()  # never started if cancelled before `_job` ran: no "never awaited" warning
+            done(False, _CANCELLED)
             return
         exc = task.exception()
         if exc is not None:
             done(False, _describe(exc))
-            return
-        value = task.result()
+        elif task.result() is not _REPORTED:
+            _report(done, task.result())
+    except BaseException as exc:  # noqa: BLE001 - done must always be called, and never raise
+        _report_broken(done, exc)
+
+
+def _report(done, value):
+    """Reports a job's result as JSON text plus blobs (a `(value, [bytes, ...])` tuple)."""
+    try:
         blobs = []
         if isinstance(value, tuple):
             value, blobs = value
         done(True, (json.dumps(value), blobs))
     except BaseException as exc:  # noqa: BLE001 - done must always be called, and never raise
-        try:
-            done(False, ("BridgeError", None, f"{type(exc).__name__}: {exc}", ["BridgeError"], "", None))
-        except BaseException:  # noqa: BLE001
-            pass
+        _report_broken(done, exc)
+
+
+def _report_broken(done, exc):
+    try:
+        done(False, ("BridgeError", None, f"{type(exc).__name__}: {exc}", ["BridgeError"], "", None))
+    except BaseException:  # noqa: BLE001
+        pass
 
 
 def _describe(exc):

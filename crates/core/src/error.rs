@@ -14,9 +14,15 @@ pub enum Error {
   #[error("{argument} {problem}")]
   InvalidArgument { argument: String, problem: String },
 
-  /// The box (or another named resource) does not exist.
-  #[error("{what} '{id}' not found")]
-  NotFound { what: &'static str, id: String },
+  /// The box (or another named resource) does not exist. When a server said so, its reply is
+  /// kept and is the message (it starts like the original's, `BoxLite API error 404: …`, and
+  /// the server's words say more, e.g. whether the box or the execution is gone).
+  #[error("{}", not_found_message(what, id, reply.as_deref()))]
+  NotFound {
+    what: &'static str,
+    id: String,
+    reply: Option<Box<ApiError>>,
+  },
 
   /// The server or SDK in use has no way to do this.
   #[error("{operation} is not supported by {backend}")]
@@ -46,7 +52,8 @@ pub enum Error {
   #[error("invalid state: {message}")]
   InvalidState { message: String },
 
-  /// A server answered with an error status; the payload stays typed.
+  /// A server answered with an error status (other than a not-found about the request's subject,
+  /// which is `NotFound`); the payload stays typed.
   #[error("{0}")]
   Api(Box<ApiError>),
 
@@ -97,13 +104,22 @@ pub struct ApiError {
 }
 
 impl ApiError {
-  /// Not-found is decided from the status and the server's type, never from message text.
+  /// Whether the reply says "not found", from the status and the server's type, never from message
+  /// text. Whether that is about a resource or a route only the request knows
+  /// (`rest::request::Spec::refusal`).
   pub fn is_not_found(&self) -> bool {
     self.status == 404
       || self
         .error_type
         .as_deref()
         .is_some_and(|t| t.eq_ignore_ascii_case("notfound") || t == "not_found")
+  }
+}
+
+fn not_found_message(what: &str, id: &str, reply: Option<&ApiError>) -> String {
+  match reply {
+    Some(reply) => reply.to_string(),
+    None => format!("{what} '{id}' not found"),
   }
 }
 
@@ -138,13 +154,18 @@ impl Error {
     "exec_timeout",
   ];
 
-  /// The box (or another named resource) does not exist: `NotFound`, or a server's not-found
-  /// reply.
+  /// The box (or another named resource) does not exist: the only representation of that, in
+  /// every mode.
   pub fn is_not_found(&self) -> bool {
-    match self {
-      Error::NotFound { .. } => true,
-      Error::Api(api) => api.is_not_found(),
-      _ => false,
+    matches!(self, Error::NotFound { .. })
+  }
+
+  /// `NotFound` without a server's reply (decided before or without asking a server).
+  pub fn not_found(what: &'static str, id: impl Into<String>) -> Self {
+    Error::NotFound {
+      what,
+      id: id.into(),
+      reply: None,
     }
   }
 
@@ -163,8 +184,6 @@ impl Error {
       Error::Timeout { .. } => "timeout",
       Error::Disposed => "disposed",
       Error::InvalidState { .. } => "invalid_state",
-      // A server's not-found crosses as `not_found` so the adapter can map it structurally.
-      Error::Api(api) if api.is_not_found() => "not_found",
       Error::Api(_) => "api_error",
       Error::Transport { .. } => "transport",
       Error::Protocol { .. } => "protocol",
@@ -202,10 +221,7 @@ mod tests {
       }))
     };
     let cases = [
-      Error::NotFound {
-        what: "box",
-        id: "b".into(),
-      },
+      Error::not_found("box", "b"),
       api(404),
       api(500),
       Error::Timeout {
@@ -228,10 +244,7 @@ mod tests {
         argument: "boxId".into(),
         problem: "must not be empty".into(),
       },
-      Error::NotFound {
-        what: "box",
-        id: "b1".into(),
-      },
+      Error::not_found("box", "b1"),
       Error::Unsupported {
         operation: "snapshots".into(),
         backend: "BoxRun".into(),
@@ -292,18 +305,41 @@ mod tests {
   }
 
   #[test]
-  fn api_not_found_is_structural() {
-    assert_eq!(Error::Api(Box::new(api(404))).code(), "not_found");
+  fn a_reply_says_not_found_by_status_or_type_never_by_wording() {
+    assert!(api(404).is_not_found());
     let typed = ApiError {
       error_type: Some("NotFound".into()),
       ..api(400)
     };
-    assert_eq!(Error::Api(Box::new(typed)).code(), "not_found");
+    assert!(typed.is_not_found());
     let wording_only = ApiError {
       message: "box not found".into(),
       ..api(500)
     };
-    assert_eq!(Error::Api(Box::new(wording_only)).code(), "api_error");
+    assert!(!wording_only.is_not_found());
+  }
+
+  #[test]
+  fn an_api_error_is_never_not_found_only_not_found_is() {
+    // A 404 kept as `Api` is about a route (e.g. a detection probe), not a missing resource.
+    let route_missing = Error::Api(Box::new(api(404)));
+    assert!(!route_missing.is_not_found());
+    assert_eq!(route_missing.code(), "api_error");
+  }
+
+  #[test]
+  fn not_found_names_the_resource_or_reads_as_the_servers_reply() {
+    assert_eq!(Error::not_found("box", "b1").to_string(), "box 'b1' not found");
+    let from_server = Error::NotFound {
+      what: "box",
+      id: "b1".into(),
+      reply: Some(Box::new(api(404))),
+    };
+    assert_eq!(
+      from_server.to_string(),
+      "BoxLite API error 404: nope (GET /v1/default/boxes/b1)"
+    );
+    assert_eq!(from_server.code(), "not_found");
   }
 
   #[test]

@@ -348,12 +348,13 @@ impl Adapter {
     })))
   }
 
-  /// `download_files`, telling a missing path apart from a missing box.
+  /// `download_files`, telling a missing path apart from a missing box: a server's refusal of a
+  /// download names the box even when the path is what is missing, so the box's own look-up
+  /// decides.
   async fn download(&self, client: &dyn BoxClient, id: &str, path: &str) -> Result<ByteStream> {
     match client.download_files(id, path).await {
       Ok(stream) => Ok(stream),
-      Err(error) if matches!(error, Error::NotFound { .. } | Error::Api(_)) => match client.get_box(id).await
-      {
+      Err(error @ (Error::NotFound { .. } | Error::Api(_))) => match client.get_box(id).await {
         Ok(_) if error.is_not_found() || says_path_is_missing(&error) => Err(Error::FileNotFound {
           path: path.to_string(),
         }),

@@ -26,10 +26,7 @@ pub fn check(what: &'static str, id: &str) -> Result<()> {
   if is_possible_id(id) {
     Ok(())
   } else {
-    Err(Error::NotFound {
-      what,
-      id: id.to_string(),
-    })
+    Err(Error::not_found(what, id))
   }
 }
 

@@ -173,10 +173,7 @@ impl FakeClient {
     state.calls.push(call.to_string());
     match state.boxes.get_mut(id) {
       Some(b) => f(b),
-      None => Err(Error::NotFound {
-        what: "box",
-        id: id.into(),
-      }),
+      None => Err(Error::not_found("box", id)),
     }
   }
 
@@ -247,10 +244,7 @@ impl BoxClient for FakeClient {
       .boxes
       .remove(box_id)
       .map(drop)
-      .ok_or_else(|| Error::NotFound {
-        what: "box",
-        id: box_id.into(),
-      })
+      .ok_or_else(|| Error::not_found("box", box_id))
   }
 
   async fn start_box(&self, box_id: &str) -> Result<()> {
@@ -371,10 +365,7 @@ impl BoxClient for FakeClient {
   async fn resize_exec(&self, _: &str, exec_id: &str, cols: u16, rows: u16) -> Result<()> {
     self.scripted_shell("resize_exec")?;
     if exec_id != "e1" {
-      return Err(Error::NotFound {
-        what: "execution",
-        id: exec_id.into(),
-      });
+      return Err(Error::not_found("execution", exec_id));
     }
     self.shell.lock().unwrap().size = (cols, rows);
     Ok(())

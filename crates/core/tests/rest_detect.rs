@@ -131,7 +131,8 @@ async fn a_wrong_forced_dialect_fails_clearly() {
   let client = tb.client(json!({"dialect": "sse"}));
   let error = client.list_boxes(None, None).await.unwrap_err();
   assert!(error.to_string().starts_with("BoxLite API error 404"), "{error}");
-  assert_eq!(error.code(), "not_found");
+  // A route the server does not have, not a missing box: it stays the server's refusal.
+  assert_eq!(error.code(), "api_error");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

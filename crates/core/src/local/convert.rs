@@ -166,7 +166,7 @@ pub fn to_error(failure: PyFailure, ctx: Ctx<'_>) -> Error {
         Some(_) => "resource",
         None => ctx.what,
       };
-      Error::NotFound { what, id: failure.extra_str("id").unwrap_or_else(|| ctx.id.to_string()) }
+      Error::not_found(what, failure.extra_str("id").unwrap_or_else(|| ctx.id.to_string()))
     }
     Kind::InvalidState => Error::InvalidState { message: strip_prefix(&failure.message, "invalid state: ").to_string() },
     Kind::InvalidArgument => Error::InvalidArgument {
@@ -267,7 +267,7 @@ mod tests {
   fn sdk_not_found_becomes_not_found_of_the_context() {
     let err = to_error(sdk("NotFoundError", "not found: b1"), CTX);
     assert!(
-      matches!(&err, Error::NotFound { what: "box", id } if id == "b1"),
+      matches!(&err, Error::NotFound { what: "box", id, .. } if id == "b1"),
       "{err:?}"
     );
     assert_eq!(err.code(), "not_found");
@@ -304,7 +304,7 @@ mod tests {
     f.extra = Some(serde_json::json!({"what": "execution", "id": "e9"}));
     let err = to_error(f, CTX);
     assert!(
-      matches!(&err, Error::NotFound { what: "execution", id } if id == "e9"),
+      matches!(&err, Error::NotFound { what: "execution", id, .. } if id == "e9"),
       "{err:?}"
     );
   }

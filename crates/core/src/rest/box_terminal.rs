@@ -80,10 +80,7 @@ pub fn encode(input: TerminalInput) -> Message {
 /// The error a server's `error` frame stands for.
 pub fn error_of(code: &str, message: &str, box_id: &str, spec: &Spec) -> Error {
   match code {
-    "BOX_NOT_FOUND" => Error::NotFound {
-      what: "box",
-      id: box_id.to_string(),
-    },
+    "BOX_NOT_FOUND" => Error::not_found("box", box_id),
     "BOX_NOT_RUNNING" => Error::InvalidState {
       message: format!("box {box_id} is not running; a terminal needs a running box (wake() it first)"),
     },

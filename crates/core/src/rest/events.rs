@@ -37,7 +37,7 @@ pub(super) enum EventKind {
   SseEra,
   /// BoxRun events, plus the execution's status request: a subscriber connected while a
   /// cancel lands never gets an end of stream, so a quiet stream is checked against the status.
-  Boxrun(sse::BoxrunEvents, Spec),
+  Boxrun(sse::BoxrunEvents, Box<Spec>),
 }
 
 /// Whether a BoxRun `Exec` status is final.

@@ -100,7 +100,9 @@ impl Executor {
     let kind = match profile.output_kind() {
       Output::Attach => return self.attached_output(&spec, exec_id, gated).await,
       Output::SseEra => EventKind::SseEra,
-      Output::BoxrunEvents => EventKind::Boxrun(Default::default(), route.exec_status(box_id, exec_id)),
+      Output::BoxrunEvents => {
+        EventKind::Boxrun(Default::default(), Box::new(route.exec_status(box_id, exec_id)))
+      }
     };
     let bytes = open_sse(&self.transport, &spec).await?;
     let events = sse_events(bytes, kind, &spec, self.transport.clone());

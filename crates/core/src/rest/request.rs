@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::dialect::{Dialect, Profile, Tenant};
-use crate::error::Error;
+use crate::error::{ApiError, Error};
 
 /// Everything but RFC 3986 unreserved characters is encoded in a path segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -70,6 +70,16 @@ pub struct Spec {
   /// Whether the bearer goes with it (`/config` and `/oauth/tokens` never need it).
   pub auth: bool,
   pub deadline: Deadline,
+  /// The resource the path names (a box, an execution, a snapshot); none for probes and
+  /// collections. Decides what a not-found reply means (`Spec::refusal`).
+  pub subject: Option<Subject>,
+}
+
+/// The resource a request is about, e.g. `box` `b1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+  pub what: &'static str,
+  pub id: String,
 }
 
 impl Spec {
@@ -85,6 +95,31 @@ impl Spec {
       idempotent,
       auth: true,
       deadline: Deadline::Normal,
+      subject: None,
+    }
+  }
+
+  /// Names the resource the path addresses.
+  pub fn about(mut self, what: &'static str, id: &str) -> Self {
+    self.subject = Some(Subject {
+      what,
+      id: id.to_string(),
+    });
+    self
+  }
+
+  /// A server's error reply to this request as an `Error`: the one place where a not-found
+  /// becomes `Error::NotFound` about the request's subject (keeping the reply). Requests
+  /// without a subject (detection probes, collections) keep the reply as `Error::Api`, so a
+  /// route that is not there stays a status to look at.
+  pub fn refusal(&self, api: ApiError) -> Error {
+    match &self.subject {
+      Some(subject) if api.is_not_found() => Error::NotFound {
+        what: subject.what,
+        id: subject.id.clone(),
+        reply: Some(Box::new(api)),
+      },
+      _ => Error::Api(Box::new(api)),
     }
   }
 
@@ -205,8 +240,18 @@ impl Route {
     format!("{}/{}", self.boxes(), encode(id))
   }
 
+  /// `method` on the box's path plus `tail` (`""`, `/exec`, `:start`, …), about the box.
+  pub fn on_box(&self, method: Method, id: &str, tail: &str) -> Spec {
+    Spec::new(method, format!("{}{tail}", self.one_box(id))).about("box", id)
+  }
+
   pub fn execution(&self, id: &str, exec_id: &str) -> String {
     self.profile().execution(self, id, exec_id)
+  }
+
+  /// `method` on the execution's path plus `tail`, about the execution.
+  pub fn on_execution(&self, method: Method, id: &str, exec_id: &str, tail: &str) -> Spec {
+    Spec::new(method, format!("{}{tail}", self.execution(id, exec_id))).about("execution", exec_id)
   }
 
   pub fn unsupported(&self, operation: &str) -> Error {
@@ -217,11 +262,11 @@ impl Route {
   }
 
   pub fn get_box(&self, id: &str) -> Spec {
-    Spec::new(Method::GET, self.one_box(id))
+    self.on_box(Method::GET, id, "")
   }
 
   pub fn delete_box(&self, id: &str, force: bool) -> Spec {
-    let spec = Spec::new(Method::DELETE, self.one_box(id)).deadline(Deadline::Slow);
+    let spec = self.on_box(Method::DELETE, id, "").deadline(Deadline::Slow);
     if force {
       spec.query("force", "true")
     } else {
@@ -230,13 +275,14 @@ impl Route {
   }
 
   pub fn exec_status(&self, id: &str, exec_id: &str) -> Spec {
-    Spec::new(Method::GET, self.execution(id, exec_id))
+    self.on_execution(Method::GET, id, exec_id, "")
   }
 }
 
 /// `POST …/boxes/{id}/exec` with a dialect's body (every dialect starts commands there).
 pub fn exec_spec(route: &Route, box_id: &str, body: Value) -> Spec {
-  Spec::new(Method::POST, format!("{}/exec", route.one_box(box_id)))
+  route
+    .on_box(Method::POST, box_id, "/exec")
     .json(body)
     .deadline(Deadline::Slow)
 }

@@ -80,11 +80,9 @@ pub fn list_boxes(route: &Route, status: Option<&str>, page_size: Option<u32>, t
 
 /// `POST …/boxes/{id}/start|stop` (idempotent on BoxLite servers).
 pub fn lifecycle(route: &Route, box_id: &str, action: Action) -> Spec {
-  Spec::new(
-    Method::POST,
-    format!("{}/{}", route.one_box(box_id), action.verb()),
-  )
-  .deadline(Deadline::Slow)
+  route
+    .on_box(Method::POST, box_id, &format!("/{}", action.verb()))
+    .deadline(Deadline::Slow)
 }
 
 /// `{"command", "args", "env", "timeout_seconds", "tty"}`. Working directories go through
@@ -109,24 +107,21 @@ pub fn exec(route: &Route, box_id: &str, request: &ExecRequest) -> Spec {
 
 /// `POST …/signal {"signal": n}`.
 pub fn signal(route: &Route, box_id: &str, exec_id: &str, signal: i32) -> Spec {
-  Spec::new(
-    Method::POST,
-    format!("{}/signal", route.execution(box_id, exec_id)),
-  )
-  .json(json!({"signal": signal}))
+  route
+    .on_execution(Method::POST, box_id, exec_id, "/signal")
+    .json(json!({"signal": signal}))
 }
 
 pub fn resize(route: &Route, box_id: &str, exec_id: &str, cols: u16, rows: u16) -> Spec {
-  Spec::new(
-    Method::POST,
-    format!("{}/resize", route.execution(box_id, exec_id)),
-  )
-  .json(json!({"cols": cols, "rows": rows}))
+  route
+    .on_execution(Method::POST, box_id, exec_id, "/resize")
+    .json(json!({"cols": cols, "rows": rows}))
 }
 
 /// Tar upload: `PUT …/files?path=…&overwrite=true`, the archive streamed.
 pub fn upload(route: &Route, box_id: &str, path: &str) -> Spec {
-  let mut spec = Spec::new(Method::PUT, format!("{}/files", route.one_box(box_id)))
+  let mut spec = route
+    .on_box(Method::PUT, box_id, "/files")
     .query("path", path)
     .query("overwrite", "true")
     .deadline(Deadline::Stream)
@@ -137,35 +132,39 @@ pub fn upload(route: &Route, box_id: &str, path: &str) -> Spec {
 
 /// Tar download: `GET …/files?path=…`.
 pub fn download(route: &Route, box_id: &str, path: &str) -> Spec {
-  Spec::new(Method::GET, format!("{}/files", route.one_box(box_id)))
+  route
+    .on_box(Method::GET, box_id, "/files")
     .query("path", path)
     .accept(Some("application/x-tar"))
     .deadline(Deadline::Stream)
 }
 
 pub fn create_snapshot(route: &Route, box_id: &str, name: &str) -> Spec {
-  Spec::new(Method::POST, format!("{}/snapshots", route.one_box(box_id)))
+  route
+    .on_box(Method::POST, box_id, "/snapshots")
     .json(json!({"name": name}))
     .deadline(Deadline::Slow)
 }
 
 pub fn list_snapshots(route: &Route, box_id: &str) -> Spec {
-  Spec::new(Method::GET, format!("{}/snapshots", route.one_box(box_id)))
+  route.on_box(Method::GET, box_id, "/snapshots")
 }
 
 pub fn restore_snapshot(route: &Route, box_id: &str, name: &str) -> Spec {
-  Spec::new(
-    Method::POST,
-    format!("{}/snapshots/{}/restore", route.one_box(box_id), encode(name)),
-  )
-  .deadline(Deadline::Slow)
+  route
+    .on_box(
+      Method::POST,
+      box_id,
+      &format!("/snapshots/{}/restore", encode(name)),
+    )
+    .about("snapshot", name)
+    .deadline(Deadline::Slow)
 }
 
 pub fn delete_snapshot(route: &Route, box_id: &str, name: &str) -> Spec {
-  Spec::new(
-    Method::DELETE,
-    format!("{}/snapshots/{}", route.one_box(box_id), encode(name)),
-  )
+  route
+    .on_box(Method::DELETE, box_id, &format!("/snapshots/{}", encode(name)))
+    .about("snapshot", name)
 }
 
 pub fn clone_box(route: &Route, box_id: &str, name: Option<&str>) -> Spec {
@@ -173,13 +172,15 @@ pub fn clone_box(route: &Route, box_id: &str, name: Option<&str>) -> Spec {
     Some(name) => json!({"name": name}),
     None => json!({}),
   };
-  Spec::new(Method::POST, format!("{}/clone", route.one_box(box_id)))
+  route
+    .on_box(Method::POST, box_id, "/clone")
     .json(body)
     .deadline(Deadline::Slow)
 }
 
 pub fn export_box(route: &Route, box_id: &str) -> Spec {
-  Spec::new(Method::POST, format!("{}/export", route.one_box(box_id)))
+  route
+    .on_box(Method::POST, box_id, "/export")
     .json(json!({}))
     .accept(Some("application/octet-stream"))
     .deadline(Deadline::Stream)
@@ -196,5 +197,7 @@ pub fn metrics(route: &Route) -> Spec {
 }
 
 pub fn box_metrics(route: &Route, box_id: &str) -> Spec {
-  Spec::new(Method::GET, format!("{}/metrics", route.one_box(box_id))).deadline(Deadline::Slow)
+  route
+    .on_box(Method::GET, box_id, "/metrics")
+    .deadline(Deadline::Slow)
 }

@@ -17,15 +17,17 @@ pub struct Boxrun;
 
 /// BoxRun: one file per multipart request (`file` and `dest` parts).
 pub fn upload_file(route: &Route, box_id: &str) -> Spec {
-  let mut spec =
-    Spec::new(Method::POST, format!("{}/files/upload", route.one_box(box_id))).deadline(Deadline::Stream);
+  let mut spec = route
+    .on_box(Method::POST, box_id, "/files/upload")
+    .deadline(Deadline::Stream);
   spec.body = Body::Stream("multipart/form-data");
   spec
 }
 
 /// BoxRun: one file's raw bytes, asked for with a JSON body.
 pub fn download_file(route: &Route, box_id: &str, path: &str) -> Spec {
-  Spec::new(Method::POST, format!("{}/files/download", route.one_box(box_id)))
+  route
+    .on_box(Method::POST, box_id, "/files/download")
     .json(json!({"path": path}))
     .accept(Some("application/octet-stream"))
     .deadline(Deadline::Stream)
@@ -113,11 +115,9 @@ impl Profile for Boxrun {
   }
 
   fn lifecycle(&self, route: &Route, box_id: &str, action: Action) -> Spec {
-    Spec::new(
-      Method::POST,
-      format!("{}:{}", route.one_box(box_id), action.verb()),
-    )
-    .deadline(Deadline::Slow)
+    route
+      .on_box(Method::POST, box_id, &format!(":{}", action.verb()))
+      .deadline(Deadline::Slow)
   }
 
   /// BoxRun refuses a start of a running box (which its synchronous create returns) and a stop
@@ -155,12 +155,10 @@ impl Profile for Boxrun {
 
   /// `GET …/events`: SSE, replayed from the start on every connection (so retried).
   fn output(&self, route: &Route, box_id: &str, exec_id: &str) -> Spec {
-    Spec::new(
-      Method::GET,
-      format!("{}/events", route.execution(box_id, exec_id)),
-    )
-    .accept(Some("text/event-stream"))
-    .deadline(Deadline::Stream)
+    route
+      .on_execution(Method::GET, box_id, exec_id, "/events")
+      .accept(Some("text/event-stream"))
+      .deadline(Deadline::Stream)
   }
 
   fn output_kind(&self) -> Output {
@@ -176,10 +174,7 @@ impl Profile for Boxrun {
   }
 
   fn kill(&self, route: &Route, box_id: &str, exec_id: &str) -> Spec {
-    Spec::new(
-      Method::POST,
-      format!("{}:cancel", route.execution(box_id, exec_id)),
-    )
+    route.on_execution(Method::POST, box_id, exec_id, ":cancel")
   }
 
   /// Cancel is the only signal; the usual ending signals map to it.
@@ -205,7 +200,8 @@ impl Profile for Boxrun {
     size: (u16, u16),
   ) -> Option<Spec> {
     Some(
-      Spec::new(Method::GET, format!("{}/attach", route.one_box(box_id)))
+      route
+        .on_box(Method::GET, box_id, "/attach")
         .query("shell", shell)
         .query("cols", size.0.to_string())
         .query("rows", size.1.to_string())

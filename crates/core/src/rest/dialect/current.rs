@@ -67,13 +67,11 @@ impl Profile for Current {
 
   /// `GET …/attach` upgraded to a WebSocket.
   fn output(&self, route: &Route, box_id: &str, exec_id: &str) -> Spec {
-    Spec::new(
-      Method::GET,
-      format!("{}/attach", route.execution(box_id, exec_id)),
-    )
-    .accept(None)
-    .deadline(Deadline::Stream)
-    .idempotent(false)
+    route
+      .on_execution(Method::GET, box_id, exec_id, "/attach")
+      .accept(None)
+      .deadline(Deadline::Stream)
+      .idempotent(false)
   }
 
   fn output_kind(&self) -> Output {
@@ -89,7 +87,7 @@ impl Profile for Current {
   }
 
   fn kill(&self, route: &Route, box_id: &str, exec_id: &str) -> Spec {
-    Spec::new(Method::DELETE, route.execution(box_id, exec_id))
+    route.on_execution(Method::DELETE, box_id, exec_id, "")
   }
 
   fn signal(&self, route: &Route, box_id: &str, exec_id: &str, signal: i32) -> Result<Spec> {

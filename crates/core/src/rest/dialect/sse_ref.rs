@@ -63,6 +63,7 @@ pub(super) fn delete_reply(box_id: &str, reply: Result<()>) -> Result<()> {
       Err(Error::NotFound {
         what: "box",
         id: box_id.to_string(),
+        reply: Some(api),
       })
     }
     other => other,
@@ -71,21 +72,16 @@ pub(super) fn delete_reply(box_id: &str, reply: Result<()>) -> Result<()> {
 
 /// `GET …/output`: SSE, take-once (never retried).
 pub(super) fn output(route: &Route, box_id: &str, exec_id: &str) -> Spec {
-  Spec::new(
-    Method::GET,
-    format!("{}/output", route.execution(box_id, exec_id)),
-  )
-  .accept(Some("text/event-stream"))
-  .deadline(Deadline::Stream)
-  .idempotent(false)
+  route
+    .on_execution(Method::GET, box_id, exec_id, "/output")
+    .accept(Some("text/event-stream"))
+    .deadline(Deadline::Stream)
+    .idempotent(false)
 }
 
 /// `POST …/input` with raw bytes; `X-Close-Stdin: true` closes stdin after them.
 pub(super) fn input(route: &Route, box_id: &str, exec_id: &str, close: bool) -> Spec {
-  let mut spec = Spec::new(
-    Method::POST,
-    format!("{}/input", route.execution(box_id, exec_id)),
-  );
+  let mut spec = route.on_execution(Method::POST, box_id, exec_id, "/input");
   spec.body = Body::Bytes("application/octet-stream");
   if close {
     spec.headers.push(("X-Close-Stdin", "true"));

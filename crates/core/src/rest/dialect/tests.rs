@@ -341,3 +341,121 @@ fn refusals_of_what_is_already_the_case_are_successes_where_the_dialect_refuses_
     .delete_reply("b1", api(500, "InternalError", "not found: b1"));
   assert_eq!(current.unwrap_err().code(), "api_error");
 }
+
+/// A 404 reply to `spec`, shaped like a server's.
+fn refused_404(spec: &Spec) -> Error {
+  spec.refusal(crate::rest::wire::parse_api_error(
+    404,
+    br#"{"error": {"message": "gone", "type": "NotFoundError"}}"#,
+    spec.method.as_str(),
+    &spec.path,
+  ))
+}
+
+/// Every request each dialect builds about one box or one of its executions or snapshots.
+fn requests_about_b1(route: &Route) -> Vec<(Spec, &'static str, &'static str)> {
+  let p = route.profile();
+  let mut about = vec![
+    (route.get_box("b1"), "box", "b1"),
+    (route.delete_box("b1", true), "box", "b1"),
+    (p.lifecycle(route, "b1", Action::Start), "box", "b1"),
+    (p.lifecycle(route, "b1", Action::Stop), "box", "b1"),
+    (p.exec(route, "b1", &exec(&["true"])), "box", "b1"),
+    (route.exec_status("b1", "e1"), "execution", "e1"),
+    (p.output(route, "b1", "e1"), "execution", "e1"),
+    (p.kill(route, "b1", "e1"), "execution", "e1"),
+  ];
+  for spec in [
+    p.input(route, "b1", "e1", false),
+    p.signal(route, "b1", "e1", 2),
+    p.resize(route, "b1", "e1", 80, 24),
+  ]
+  .into_iter()
+  .flatten()
+  {
+    about.push((spec, "execution", "e1"));
+  }
+  if let Some(spec) = p.box_terminal(route, "b1", "sh", "xterm", (80, 24)) {
+    about.push((spec, "box", "b1"));
+  }
+  match p.upload() {
+    Upload::TarEndpoint => about.push((upload(route, "b1", "/x"), "box", "b1")),
+    Upload::Staged => about.push((upload_file(route, "b1"), "box", "b1")),
+    Upload::ExecStdin => {}
+  }
+  match p.download() {
+    Download::TarEndpoint => about.push((download(route, "b1", "/x"), "box", "b1")),
+    Download::Staged => about.push((download_file(route, "b1", "/x"), "box", "b1")),
+  }
+  if p.extras() {
+    about.extend([
+      (create_snapshot(route, "b1", "s1"), "box", "b1"),
+      (list_snapshots(route, "b1"), "box", "b1"),
+      (restore_snapshot(route, "b1", "s1"), "snapshot", "s1"),
+      (delete_snapshot(route, "b1", "s1"), "snapshot", "s1"),
+      (clone_box(route, "b1", None), "box", "b1"),
+      (export_box(route, "b1"), "box", "b1"),
+      (box_metrics(route, "b1"), "box", "b1"),
+    ]);
+  }
+  about
+}
+
+#[test]
+fn a_404_on_any_box_route_of_every_dialect_is_not_found_about_what_the_path_names() {
+  for dialect in Dialect::ALL {
+    let route = Route::new(*dialect, "/", Some("p"));
+    for (spec, what, id) in requests_about_b1(&route) {
+      let error = refused_404(&spec);
+      let request = format!("{dialect}: {}", line(&spec));
+      match &error {
+        Error::NotFound {
+          what: w,
+          id: i,
+          reply: Some(reply),
+        } => {
+          assert_eq!((*w, i.as_str()), (what, id), "{request}");
+          assert_eq!(reply.message, "gone", "{request}: the server's message is kept");
+        }
+        other => panic!("{request}: {other:?}"),
+      }
+      assert!(error.is_not_found(), "{request}");
+      assert!(error.to_string().contains("gone"), "{request}: {error}");
+    }
+  }
+}
+
+#[test]
+fn a_404_on_a_detection_probe_or_a_collection_stays_a_status() {
+  for dialect in Dialect::ALL {
+    let route = Route::new(*dialect, "/", None);
+    let p = route.profile();
+    let probes = [
+      route.config(),
+      me(route.v1()),
+      token(route.v1(), String::new()),
+      crate::rest::request::public(route.v1(), "info"),
+      p.list_boxes(&route, None, None, None),
+      p.create_box(&route, &CreateBoxParams::default()).unwrap(),
+    ];
+    for spec in probes {
+      match refused_404(&spec) {
+        Error::Api(api) => assert_eq!(api.status, 404, "{dialect}: {}", line(&spec)),
+        other => panic!("{dialect}: {}: {other:?}", line(&spec)),
+      }
+    }
+  }
+}
+
+#[test]
+fn other_refusals_of_a_box_route_stay_api_errors() {
+  let route = Route::new(Dialect::Current, "/", None);
+  let spec = route.get_box("b1");
+  let conflict = spec.refusal(crate::rest::wire::parse_api_error(
+    409, b"busy", "GET", &spec.path,
+  ));
+  assert!(
+    matches!(&conflict, Error::Api(api) if api.status == 409),
+    "{conflict:?}"
+  );
+}

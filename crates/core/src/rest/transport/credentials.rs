@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 
 use super::{Payload, Transport, ERROR_BODY_LIMIT};
 use crate::config::{Auth, Secret};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::rest::auth::{self, CachedToken};
 use crate::rest::body::read_capped;
 use crate::rest::request::{self, Spec};
@@ -87,7 +87,7 @@ impl Transport {
       } else {
         format!("OAuth2 token request refused: {}", self.redact(&api.message))
       };
-      return Err(Error::Api(Box::new(api)));
+      return Err(spec.refusal(api));
     }
     auth::parse_token_reply(&body).map_err(|message| self.protocol(spec, message))
   }

@@ -7,7 +7,7 @@ use reqwest::header;
 use serde_json::Value;
 
 use super::{Transport, ERROR_BODY_LIMIT};
-use crate::error::{ApiError, Error};
+use crate::error::Error;
 use crate::rest::body::{chain, read_capped};
 use crate::rest::request::{Deadline, Spec};
 use crate::rest::{tls, wire};
@@ -59,7 +59,8 @@ impl Transport {
     }
   }
 
-  /// Turns a non-success response into `Error::Api` (credentials scrubbed from the text).
+  /// Turns a non-success response into an error (`Spec::refusal`: `NotFound` about the request's
+  /// subject, else `Error::Api`), credentials scrubbed from the text.
   pub async fn api_error(&self, spec: &Spec, response: reqwest::Response) -> Error {
     let status = response.status();
     let location = response
@@ -78,7 +79,7 @@ impl Transport {
         format!("redirect to {target} not followed (credentials stay with the configured server)");
     }
     api.message = self.redact(&api.message);
-    self.api(api)
+    spec.refusal(api)
   }
 
   /// A reply that parsed but is not what `spec` answers (`what`), showing its start.
@@ -87,14 +88,10 @@ impl Transport {
     self.protocol(spec, format!("expected {what}, got: {shown}"))
   }
 
-  pub fn api(&self, api: ApiError) -> Error {
-    Error::Api(Box::new(api))
-  }
-
   /// Status-only API error (e.g. a refused WebSocket upgrade), body parsed like any other.
   pub fn api_error_from(&self, spec: &Spec, status: u16, body: &[u8]) -> Error {
     let mut api = wire::parse_api_error(status, body, spec.method.as_str(), &spec.path);
     api.message = self.redact(&api.message);
-    self.api(api)
+    spec.refusal(api)
   }
 }

@@ -1,19 +1,17 @@
 //! The one embedded CPython of the process and its single owner. Started lazily on first local
-//! use: the user's interpreter is probed out of process, its shared libpython is made global,
-//! Python is initialised on a thread that then parks forever (so Python never counts the
-//! loop thread as its main thread and never takes Node's signals), and one `py-asyncio` thread
-//! runs a persistent asyncio loop. Callers never take the GIL: a job goes into a queue, one
-//! byte on a socketpair wakes the loop, and the result comes back as plain data (JSON text and
-//! bytes), either on a oneshot channel (`call`) or to a callback run on the loop thread itself
+//! use: the user's interpreter is probed and its libpython loaded (`probe.rs`), Python is
+//! initialised on a thread that then parks forever (so Python never counts the loop thread as
+//! its main thread and never takes Node's signals), and one `py-asyncio` thread runs a
+//! persistent asyncio loop. Callers never take the GIL: a job goes into a queue, one byte on a
+//! socketpair wakes the loop, and the result comes back as plain data (JSON text and bytes),
+//! either on a oneshot channel (`call`) or to a callback run on the loop thread itself
 //! (`submit_with`: a JS promise settled from there skips a hop through a tokio thread).
 
 use std::collections::VecDeque;
-use std::ffi::{CStr, CString};
-use std::io::{ErrorKind, Write};
+use std::ffi::CString;
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -24,243 +22,10 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::convert::{PyFailure, Reply};
+use super::probe::{load_global, probe, Probe, MIN_SDK};
 use crate::error::{Error, Result};
 
-/// The oldest CPython local mode supports (the SDK's wheels start there too).
-pub const MIN_PYTHON: (u32, u32) = (3, 10);
-/// The oldest boxlite SDK local mode supports.
-pub const MIN_SDK: (u32, u32, u32) = (0, 10, 0);
-
 const BRIDGE_SOURCE: &str = include_str!("bridge.py");
-
-/// What the user's interpreter says about itself, asked out of process before embedding it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Probe {
-  pub executable: String,
-  pub version: (u32, u32, u32),
-  pub prefix: String,
-  pub base_prefix: String,
-  pub sys_path: Vec<String>,
-  pub libdir: Option<String>,
-  pub instsoname: Option<String>,
-  pub ldlibrary: Option<String>,
-  pub shared: Option<i64>,
-  /// Where `import boxlite` would load the SDK from, as the interpreter resolves it.
-  #[serde(default)]
-  pub sdk_origin: Option<String>,
-  /// Why the SDK cannot be found (`find_spec` failing or finding nothing).
-  #[serde(default)]
-  pub sdk_error: Option<String>,
-  /// The installed distribution's version, when it has metadata.
-  #[serde(default)]
-  pub sdk_version: Option<String>,
-}
-
-/// Also locates the SDK (without importing it: cheap, and no side effects), so an interpreter
-/// that cannot run local mode is refused before it is embedded — an embedded interpreter cannot
-/// be unloaded, and refusing it later would leave the process committed to it.
-const PROBE_SCRIPT: &str = r#"
-import json, sys, sysconfig as s
-sdk_origin = sdk_error = sdk_version = None
-try:
-  import importlib.util
-  spec = importlib.util.find_spec("boxlite")
-  if spec is None:
-    sdk_error = "ModuleNotFoundError: No module named 'boxlite'"
-  else:
-    sdk_origin = spec.origin or "namespace package"
-except Exception as e:
-  sdk_error = f"{type(e).__name__}: {e}"
-try:
-  from importlib.metadata import version
-  sdk_version = version("boxlite")
-except Exception:
-  pass
-print(json.dumps({
-  "sdk_origin": sdk_origin, "sdk_error": sdk_error, "sdk_version": sdk_version,
-  "executable": sys.executable, "version": list(sys.version_info[:3]),
-  "prefix": sys.prefix, "base_prefix": sys.base_prefix, "sys_path": sys.path[1:],
-  "libdir": s.get_config_var("LIBDIR"), "instsoname": s.get_config_var("INSTSONAME"),
-  "ldlibrary": s.get_config_var("LDLIBRARY"), "shared": s.get_config_var("Py_ENABLE_SHARED"),
-}))
-"#;
-
-/// Runs `python_path` once to learn its version, paths and libpython.
-pub fn probe(python_path: &str) -> Result<Probe> {
-  // Not isolated: PYTHONPATH and user site-packages count, as they would for the user.
-  let output = Command::new(python_path).arg("-c").arg(PROBE_SCRIPT).output();
-  let output = match output {
-    Ok(o) => o,
-    Err(e) if e.kind() == ErrorKind::NotFound => {
-      return Err(Error::Environment {
-        message: format!(
-          "Python interpreter not found: config.pythonPath is '{python_path}' ({e}); install Python 3.10 or newer \
-           with the boxlite package, or point pythonPath at it (e.g. a venv's bin/python)"
-        ),
-      })
-    }
-    Err(e) => {
-      return Err(Error::Environment { message: format!("cannot run the Python interpreter '{python_path}': {e}") })
-    }
-  };
-  if !output.status.success() {
-    return Err(Error::Environment {
-      message: format!(
-        "'{python_path}' is not a working Python interpreter ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr).trim()
-      ),
-    });
-  }
-  let text = String::from_utf8_lossy(&output.stdout);
-  let line = text
-    .lines()
-    .rev()
-    .find(|l| l.trim_start().starts_with('{'))
-    .unwrap_or("");
-  serde_json::from_str(line).map_err(|e| Error::Environment {
-    message: not_cpython(python_path, &text, &e.to_string()),
-  })
-}
-
-/// Why a probe answer was refused, complete even when the program printed nothing.
-fn not_cpython(python_path: &str, stdout: &str, parse_error: &str) -> String {
-  let said = stdout.trim();
-  let said = if said.is_empty() {
-    "it exited successfully without printing anything".to_string()
-  } else {
-    let cut: String = said.chars().take(300).collect();
-    format!("it printed {cut:?} ({parse_error})")
-  };
-  format!(
-    "'{python_path}' did not answer like CPython: {said}. config.pythonPath must name a Python {}.{}+ \
-     interpreter that has the boxlite package (e.g. a venv's bin/python)",
-    MIN_PYTHON.0, MIN_PYTHON.1
-  )
-}
-
-impl Probe {
-  /// Refuses an interpreter that cannot import a recent enough boxlite SDK (the same words as
-  /// the bridge's own check after import).
-  pub fn require_sdk(&self, python_path: &str) -> Result<()> {
-    if self.sdk_origin.is_none() {
-      let why = self.sdk_error.as_deref().unwrap_or("not found");
-      return Err(Error::Environment {
-        message: format!(
-          "the boxlite Python SDK is not importable from {python_path} ({why}); install it into that \
-           interpreter: {python_path} -m pip install boxlite"
-        ),
-      });
-    }
-    if let Some(version) = &self.sdk_version {
-      if version_tuple(version) < MIN_SDK {
-        return Err(Error::Environment {
-          message: format!(
-            "the boxlite Python SDK {version} at {python_path} is too old; local mode needs boxlite >= {}.{}.{}: \
-             {python_path} -m pip install -U boxlite",
-            MIN_SDK.0, MIN_SDK.1, MIN_SDK.2
-          ),
-        });
-      }
-    }
-    Ok(())
-  }
-
-  /// The shared libpython to embed, or why this interpreter cannot be embedded.
-  pub fn libpython(&self, python_path: &str) -> Result<PathBuf> {
-    let (major, minor, micro) = self.version;
-    if (major, minor) < MIN_PYTHON {
-      return Err(Error::Environment {
-        message: format!(
-          "'{python_path}' is Python {major}.{minor}.{micro}; local mode needs Python {}.{} or newer",
-          MIN_PYTHON.0, MIN_PYTHON.1
-        ),
-      });
-    }
-    let soname = self
-      .instsoname
-      .as_deref()
-      .filter(|s| s.contains(".so") || s.contains(".dylib"));
-    if self.shared != Some(1) || soname.is_none() {
-      return Err(Error::Environment {
-        message: format!(
-          "'{python_path}' (Python {major}.{minor}.{micro}) was built without a shared libpython \
-           (Py_ENABLE_SHARED={}), so it cannot be embedded. Use an interpreter with libpython{major}.{minor}.so: \
-           with pyenv, reinstall with PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install {major}.{minor}.{micro}; \
-           on Debian/Ubuntu install libpython{major}.{minor} and use /usr/bin/python{major}.{minor}; \
-           then create the venv from that interpreter and pip install boxlite",
-          self.shared.map(|s| s.to_string()).unwrap_or_else(|| "unset".into())
-        ),
-      });
-    }
-    let soname = soname.unwrap_or_default();
-    let candidates = [
-      self.libdir.as_ref().map(|d| Path::new(d).join(soname)),
-      Some(Path::new(&self.base_prefix).join("lib").join(soname)),
-    ];
-    for path in candidates.into_iter().flatten() {
-      if path.exists() {
-        return Ok(path);
-      }
-    }
-    // Let the dynamic loader search its usual places (e.g. a distribution's /usr/lib/<triplet>).
-    Ok(PathBuf::from(soname))
-  }
-}
-
-/// `"0.10.8rc1"` → `(0, 10, 8)`; missing parts count as 0.
-fn version_tuple(text: &str) -> (u32, u32, u32) {
-  let mut parts = text.split('.').map(|p| {
-    p.chars()
-      .take_while(char::is_ascii_digit)
-      .collect::<String>()
-      .parse()
-      .unwrap_or(0)
-  });
-  (
-    parts.next().unwrap_or(0),
-    parts.next().unwrap_or(0),
-    parts.next().unwrap_or(0),
-  )
-}
-
-// ---------------------------------------------------------------------------------------------
-// dlopen, declared here so the crate needs no libc dependency (glibc ≥ 2.34 has it in libc).
-
-const RTLD_NOW: i32 = 0x2;
-const RTLD_GLOBAL: i32 = 0x100;
-#[cfg(target_os = "linux")]
-const RTLD_NODELETE: i32 = 0x1000;
-#[cfg(not(target_os = "linux"))]
-const RTLD_NODELETE: i32 = 0x80;
-
-extern "C" {
-  fn dlopen(filename: *const std::ffi::c_char, flag: i32) -> *mut std::ffi::c_void;
-  fn dlerror() -> *mut std::ffi::c_char;
-}
-
-/// Loads libpython with global symbols (C extension modules are not linked against it) and
-/// never unloads it. A no-op when the same library is already loaded (the JS preload).
-fn load_global(path: &Path) -> Result<()> {
-  let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| Error::Internal(e.to_string()))?;
-  // SAFETY: plain dlopen/dlerror calls with a valid NUL-terminated path.
-  let handle = unsafe { dlopen(c.as_ptr(), RTLD_NOW | RTLD_GLOBAL | RTLD_NODELETE) };
-  if handle.is_null() {
-    // SAFETY: dlerror returns a thread-local C string or NULL.
-    let why = unsafe {
-      let e = dlerror();
-      if e.is_null() {
-        "unknown error".to_string()
-      } else {
-        CStr::from_ptr(e).to_string_lossy().into_owned()
-      }
-    };
-    return Err(Error::Environment {
-      message: format!("cannot load {}: {why}", path.display()),
-    });
-  }
-  Ok(())
-}
 
 // ---------------------------------------------------------------------------------------------
 // Jobs

@@ -12,6 +12,7 @@ mod convert;
 mod engine;
 mod exec;
 mod files;
+mod probe;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +24,7 @@ use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 
 pub use convert::{kind_of, Kind, PyFailure, EXCEPTION_KINDS};
-pub use engine::{probe, Probe, MIN_PYTHON};
+pub use probe::{probe, Probe, MIN_PYTHON};
 
 use crate::client::{
   BoxClient, BoxRecord, ByteStream, CreateBoxParams, ExecDone, ExecEventStream, ExecOutput, ExecRequest,

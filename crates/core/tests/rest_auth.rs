@@ -181,8 +181,8 @@ async fn a_wrong_api_token_never_appears_in_errors_or_debug_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_credentials_no_authorization_header_is_ever_sent() {
-  for dialect in ["sse", "current", "boxrun"] {
-    let tb = Testbed::start(&["--dialect", dialect, "--auth", "none"]).await;
+  for dialect in [Dialect::SseRef, Dialect::Current, Dialect::Boxrun] {
+    let tb = Testbed::start(&["--dialect", dialect.name(), "--auth", "none"]).await;
     let client = tb.client(json!({}));
     let id = create_running_box(&client).await;
     client.exec(&id, argv(&["true"])).await.unwrap();
@@ -191,7 +191,11 @@ async fn without_credentials_no_authorization_header_is_ever_sent() {
       .await
       .unwrap();
     read_all(client.download_files(&id, "/root/x").await.unwrap()).await;
-    if dialect != "boxrun" {
+    let extras = match dialect {
+      Dialect::SseRef | Dialect::SseServe | Dialect::Current => true,
+      Dialect::Boxrun => false,
+    };
+    if extras {
       client.stop_box(&id).await.unwrap();
       let archive = read_all(client.export_box(&id).await.unwrap()).await;
       client.import_box(stream_of(archive)).await.unwrap();

@@ -5,8 +5,8 @@ Run from the official-clients venv (``python/testbed/setup-official.sh``):
     python/testbed/.venv-official/bin/pytest python/testbed/tests/test_official_clients.py
 
 * the real ``boxlite`` 0.10.8 SDK's REST runtime (``Boxlite.rest``) against
-  dialect B (``current``);
-* ``boxrun-sdk`` (PyPI) against dialect C (``boxrun``);
+  the ``current`` dialect;
+* ``boxrun-sdk`` (PyPI) against the ``boxrun`` dialect;
 * the same REST runtime against a real ``boxlite serve`` when ``BOXLITE_REAL_CURRENT_URL`` (and
   ``BOXLITE_REAL_CURRENT_API_KEY``) name one.
 

@@ -1,4 +1,4 @@
-"""Dialect C (BoxRun API) served by the test server."""
+"""The `boxrun` dialect (BoxRun API) served by the test server."""
 
 from __future__ import annotations
 

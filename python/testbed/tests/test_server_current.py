@@ -1,4 +1,4 @@
-"""Dialect B (current BoxLite REST, boxlite serve 0.11.x) served by the test server."""
+"""The `current` dialect (BoxLite REST, boxlite serve 0.11.x) served by the test server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every route of dialects A and B answers as the official OpenAPI contract says.
+"""Every route of the SSE-era and `current` dialects answers as the official OpenAPI contract says.
 
 Each test walks all routes the dialect serves, validates status, media type,
 declared headers and JSON bodies against the contract file, and finally checks

@@ -1,4 +1,4 @@
-"""Dialect A (SSE-era BoxLite REST, Python reference server) served by the test server."""
+"""The SSE-era dialects (BoxLite REST, Python reference server) served by the test server."""
 
 from __future__ import annotations
 

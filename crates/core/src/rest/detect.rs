@@ -17,7 +17,7 @@
 
 use serde_json::Value;
 
-use super::dialect::{self, Dialect, Tenant, SSE_ERA};
+use super::dialect::{self, Dialect, Tenant};
 use super::request::{self, Route, Spec};
 use super::transport::{Payload, Transport};
 use crate::error::{Error, Result};
@@ -75,7 +75,7 @@ fn after_sse_config(config: Option<&Value>) -> Probe {
 fn first_probe(allowed: &[Dialect]) -> Option<Probe> {
   match allowed {
     [one] => Some(Probe::Found(*one)),
-    _ if allowed == SSE_ERA => Some(Probe::SseFlavour),
+    _ if allowed.iter().all(|d| d.sse_era()) => Some(Probe::SseFlavour),
     _ => None,
   }
 }
@@ -115,9 +115,9 @@ pub(super) async fn resolve(
     }
   };
   tracing::debug!(
-    ?dialect,
+    %dialect,
     prefix = prefix.as_deref().unwrap_or("-"),
-    ?allowed,
+    allowed = %Dialect::list(allowed),
     "route"
   );
   Ok(Route::new(dialect, api_path, prefix.as_deref()))
@@ -162,7 +162,7 @@ async fn detect(transport: &Transport, allowed: &'static [Dialect], static_token
   };
   loop {
     match next {
-      Probe::Found(dialect) => tracing::debug!(?dialect, why = %why.join(", "), "dialect detected"),
+      Probe::Found(dialect) => tracing::debug!(%dialect, why = %why.join(", "), "dialect detected"),
       Probe::Unknown => tracing::debug!(why = %why.join(", "), "dialect detection failed"),
       _ => {}
     }
@@ -216,6 +216,7 @@ async fn detect(transport: &Transport, allowed: &'static [Dialect], static_token
 #[cfg(test)]
 mod tests {
   use super::*;
+  use crate::rest::dialect::SSE_ERA;
   use serde_json::json;
 
   #[test]
@@ -243,6 +244,11 @@ mod tests {
   fn settings_choose_where_detection_starts() {
     assert_eq!(first_probe(Dialect::ALL), None);
     assert_eq!(first_probe(SSE_ERA), Some(Probe::SseFlavour));
+    assert_eq!(
+      first_probe(&[Dialect::SseServe, Dialect::Current]),
+      None,
+      "a mixed choice is detected from the start"
+    );
     assert_eq!(
       first_probe(&[Dialect::Boxrun]),
       Some(Probe::Found(Dialect::Boxrun))

@@ -1,4 +1,4 @@
-//! Exec event streams, transport-agnostic: SSE bodies of dialects A and C turned into
+//! Exec event streams, transport-agnostic: SSE bodies of the SSE-era dialects and `boxrun` turned into
 //! `ExecEvent`s as they arrive, the client-side deadline that kills a command, and collecting a
 //! whole execution.
 //!

@@ -157,7 +157,11 @@ impl Executor {
   /// writes more before the socket opens would lose the head of its output. A tty command is
   /// not gated (the pty would echo the gate line); it is interactive and starts quietly.
   fn gates(route: &Route, request: &ExecRequest) -> bool {
-    route.profile().output_kind() == Output::Attach && request.tty != Some(true)
+    let attached = match route.profile().output_kind() {
+      Output::Attach => true,
+      Output::SseEra | Output::BoxrunEvents => false,
+    };
+    attached && request.tty != Some(true)
   }
 
   /// Starts `request`, behind the gate when `gates` says so; returns the execution and whether

@@ -107,7 +107,7 @@ pub enum Decoded {
   Failed(String),
 }
 
-/// Dialect A (`…/executions/{id}/output`): `stdout`/`stderr` carry `{"data": "<base64>"}`,
+/// The SSE-era dialects, `sse-ref` and `sse-serve` (`…/executions/{id}/output`): `stdout`/`stderr` carry `{"data": "<base64>"}`,
 /// `exit` carries `{"exit_code": int|null, …}`.
 pub fn decode_sse_era(event: &SseEvent) -> Result<Decoded, String> {
   let kind = event.event.as_str();
@@ -130,7 +130,7 @@ pub fn decode_sse_era(event: &SseEvent) -> Result<Decoded, String> {
   }
 }
 
-/// Dialect C (BoxRun `…/exec/{id}/events`): `log` events `{data, seq, stream}` with raw text,
+/// `boxrun` (`…/exec/{id}/events`): `log` events `{data, seq, stream}` with raw text,
 /// `exit` whose `data` is a string holding `{"exit_code": …}`. Every connection replays from
 /// `seq` 0 and live events may arrive out of order, so seen `seq`s are skipped.
 #[derive(Debug, Default)]

@@ -1,5 +1,6 @@
-"""Faithful loopback test server for the BoxLite REST (A: SSE era, B: current)
-and BoxRun (C) HTTP dialects, running over the ``boxlite`` SDK API.
+"""Faithful loopback test server for the BoxLite REST (SSE era: ``sse-ref``,
+``sse-serve``; ``current``) and BoxRun (``boxrun``) HTTP dialects, running over
+the ``boxlite`` SDK API.
 
 Run ``python -m boxlite_testbed.server --help``.
 """

@@ -13,10 +13,10 @@ AUTH_MODES = ("token", "client-credentials", "none")
 class Config:
     dialect: str = "current"
     auth: str = "none"
-    # Static bearer token (auth=token). In dialect A (sse) the token endpoint
+    # Static bearer token (auth=token). In the SSE-era dialects the token endpoint
     # hands this token out for any credentials.
     token: str = "testbed-token"
-    # OAuth2 client credentials (dialect A, auth=client-credentials).
+    # OAuth2 client credentials (SSE-era dialects, auth=client-credentials).
     client_id: str = "test-client"
     client_secret: str = "test-secret"
     token_lifetime: int = 3600
@@ -50,7 +50,7 @@ class Config:
     max_upload_bytes: Optional[int] = None
     # B: per-stream attach backlog cap (serve: 256 KiB).
     backlog_bytes: int = 256 * 1024
-    # Reap orphaned executions (B); 0 disables.
+    # Reap orphaned executions (current); 0 disables.
     log_limit: int = 10000
 
     def effective_upload_style(self) -> str:
@@ -71,7 +71,7 @@ class Config:
         if self.auth not in AUTH_MODES:
             raise ValueError(f"unknown auth mode {self.auth!r}")
         if self.auth == "client-credentials" and self.dialect != "sse":
-            raise ValueError("--auth client-credentials exists only in the sse dialect (A)")
+            raise ValueError("--auth client-credentials exists only in the SSE-era dialects (sse-ref, sse-serve)")
         if self.dialect == "boxrun" and self.prefix:
             raise ValueError("the boxrun dialect has no tenant prefix")
         if self.sse_flavor not in ("ref", "serve"):

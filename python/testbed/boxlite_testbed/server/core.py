@@ -80,8 +80,8 @@ class ExecSession:
         self.killed = False  # signalled/killed through the API
         self.canceled = False  # BoxRun :cancel (suppresses the exit event)
         self.evicted = False
-        self.take_pos = 0  # dialect A take-once cursor
-        self.attached = False  # dialect B single-attach
+        self.take_pos = 0  # SSE-era take-once cursor
+        self.attached = False  # current: single attach
         self.stdin = None
         self.stdin_closed = False
         self.bytes_out = 0

@@ -1,4 +1,4 @@
-"""Dialect C: the BoxRun API (boxlite-ai/boxrun `boxrun serve`), docs/dialects.md, boxrun."""
+"""The `boxrun` dialect: the BoxRun API (boxlite-ai/boxrun `boxrun serve`), docs/dialects.md, boxrun."""
 
 from __future__ import annotations
 

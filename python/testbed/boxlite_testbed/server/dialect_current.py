@@ -1,4 +1,4 @@
-"""Dialect B: the current BoxLite REST API as served by `boxlite serve` 0.11.x
+"""The `current` dialect: the current BoxLite REST API as served by `boxlite serve` 0.11.x
 (docs/dialects.md, current; contract box.openapi.17f08657.yaml)."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Dialect A: the SSE-era BoxLite REST API as served by the Python reference
-server (docs/dialects.md, sse-ref and sse-serve; contract rest-sandbox-open-api.aed55982.yaml).
+"""The SSE-era dialects, `sse-ref` and `sse-serve`: the BoxLite REST API of that era as
+served by the Python reference server (docs/dialects.md; contract
+rest-sandbox-open-api.aed55982.yaml).
 
 ``--sse-framing lf`` switches the stream framing, JSON spacing and keep-alive
 comments to those of the SSE-era ``boxlite serve`` (axum)."""

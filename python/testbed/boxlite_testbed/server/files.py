@@ -1,4 +1,4 @@
-"""Tar-based file transfer shared by dialects A and B (docs/dialects.md, "Tar upload"/"Tar download")."""
+"""Tar-based file transfer shared by the SSE-era dialects and `current` (docs/dialects.md, "Tar upload"/"Tar download")."""
 
 from __future__ import annotations
 

@@ -32,7 +32,8 @@ pub enum Dialect {
   Boxrun,
 }
 
-/// The configuration value `sse`: either SSE-era server (told apart on first use).
+/// The configuration value `sse`: either SSE-era server (told apart on first use); the dialects
+/// whose `Dialect::sse_era` is true.
 pub const SSE_ERA: &[Dialect] = &[Dialect::SseRef, Dialect::SseServe];
 
 impl Dialect {
@@ -56,6 +57,19 @@ impl Dialect {
   /// `sse-ref`, `sse-serve`, `current`, `boxrun`.
   pub fn name(self) -> &'static str {
     self.profile().name()
+  }
+
+  /// Whether the dialect is one of the SSE era's (`SSE_ERA`, the `sse` setting).
+  pub fn sse_era(self) -> bool {
+    match self {
+      Dialect::SseRef | Dialect::SseServe => true,
+      Dialect::Current | Dialect::Boxrun => false,
+    }
+  }
+
+  /// `names` as a comma-separated list of dialect names, for logs and messages.
+  pub fn list(dialects: &[Dialect]) -> String {
+    dialects.iter().map(|d| d.name()).collect::<Vec<_>>().join(",")
   }
 
   /// How errors name the server, e.g. "BoxRun server (dialect boxrun)".

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -82,7 +83,9 @@ pub struct ExecRequest {
   /// argv; no shell is added.
   pub cmd: Vec<String>,
   pub env: Option<BTreeMap<String, String>>,
-  /// Kills the command after this many seconds (fractions allowed).
+  /// Kills the command after this many seconds (fractions allowed). The client owns this
+  /// deadline: `exec` and `exec_stream` kill the execution when it passes and fail with
+  /// `Error::Timeout`, whether or not the server or SDK honours the value it is also given.
   pub timeout_seconds: Option<f64>,
   pub working_dir: Option<String>,
   pub tty: Option<bool>,
@@ -123,6 +126,14 @@ pub struct ExecOutput {
   /// Negative for a signal death (`-9` for SIGKILL), as boxlite reports it.
   #[serde(rename = "exitCode")]
   pub exit_code: i32,
+}
+
+/// Whether a command that ended with `exit_code` after `elapsed` was killed at its `deadline`:
+/// BoxLite reports a SIGKILL as `-9` (the signal), a shell in between as `137` (128 + 9). Only
+/// a kill once the deadline has passed counts, so a command that dies of SIGKILL early (killed
+/// by itself or the OOM killer) keeps its own exit status.
+pub fn killed_at_deadline(exit_code: i32, elapsed: Duration, deadline: Duration) -> bool {
+  matches!(exit_code, -9 | 137) && elapsed >= deadline
 }
 
 /// One event of a running execution.
@@ -228,6 +239,9 @@ pub trait BoxClient: Send + Sync {
   }
   async fn stop_box(&self, box_id: &str) -> Result<()>;
 
+  /// Runs a command to its end. With `timeout_seconds` the call ends by the deadline: the
+  /// execution is killed and the call fails with `Error::Timeout` (so is a command the server or
+  /// SDK killed at that deadline); this is the one timer of an exec, in every mode.
   async fn exec(&self, box_id: &str, request: ExecRequest) -> Result<ExecOutput>;
   /// `exec` without a future, for backends that can answer from their own thread (local mode:
   /// straight from the Python loop, no hop through a tokio thread). A backend that cannot, or
@@ -240,7 +254,8 @@ pub trait BoxClient: Send + Sync {
   ) -> std::result::Result<(), ExecDone> {
     Err(done)
   }
-  /// Starts the command and yields its output as produced, ending with `ExecEvent::Exit`.
+  /// Starts the command and yields its output as produced, ending with `ExecEvent::Exit`; past
+  /// `timeout_seconds` the command is killed and the stream ends with `Error::Timeout`.
   async fn exec_stream(&self, box_id: &str, request: ExecRequest) -> Result<ExecEventStream>;
   async fn exec_async(&self, box_id: &str, request: ExecRequest) -> Result<Execution>;
   async fn get_exec_output(&self, box_id: &str, exec_id: &str) -> Result<ExecEventStream>;
@@ -387,5 +402,15 @@ mod tests {
       serde_json::to_string(&record).unwrap(),
       r#"{"id":"b","name":null,"status":"","created_at":"","image":"","error_message":"boom"}"#
     );
+  }
+
+  #[test]
+  fn a_sigkill_at_or_after_the_deadline_counts_as_killed_at_it_and_nothing_else_does() {
+    let deadline = Duration::from_secs(1);
+    assert!(killed_at_deadline(-9, Duration::from_millis(1000), deadline));
+    assert!(killed_at_deadline(137, Duration::from_millis(1200), deadline));
+    assert!(!killed_at_deadline(-9, Duration::from_millis(300), deadline));
+    assert!(!killed_at_deadline(0, Duration::from_millis(1500), deadline));
+    assert!(!killed_at_deadline(1, Duration::from_millis(1500), deadline));
   }
 }

@@ -1,6 +1,7 @@
-//! Exec behaviour across dialects: client-side timeouts kill the execution, stdin reaches an
-//! execution nobody is reading yet, many executions run at once over one client, and output
-//! that is not line-aligned or not ASCII arrives intact.
+//! Exec behaviour across dialects: client-side timeouts kill the execution (and stay bounded when
+//! the server does not answer the kill), stdin reaches an execution nobody is reading yet, many
+//! executions run at once over one client, and output that is not line-aligned or not ASCII
+//! arrives intact.
 
 mod rest_common;
 
@@ -62,6 +63,26 @@ async fn a_client_side_timeout_kills_the_execution_in_every_dialect() {
       "{dialect}: stream exec killed"
     );
   }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_exec_is_reported_within_a_bound_even_when_the_server_never_answers_the_kill() {
+  let tb = Testbed::start(&["--dialect", "current", "--auth", "none"]).await;
+  let client = tb.client(json!({}));
+  let id = create_running_box(&client).await;
+  tb.faults(json!({"kind": "latency", "delay_ms": 60000, "method": "DELETE", "path": "/executions/"}))
+    .await;
+  let begun = Instant::now();
+  let request = ExecRequest {
+    timeout_seconds: Some(0.5),
+    ..sh("sleep 30")
+  };
+  let error = client.exec(&id, request).await.unwrap_err();
+  assert_eq!(error.code(), "timeout", "{error}");
+  // The deadline, then at most the client's 10 s bound on the kill request.
+  let elapsed = begun.elapsed();
+  assert!(elapsed < Duration::from_secs(13), "{elapsed:?}");
+  assert_eq!(kill_requests(&tb.requests().await), 1, "the kill was sent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

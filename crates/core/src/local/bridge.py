@@ -44,6 +44,8 @@ CANCEL_WAIT_S = 10.0
 # Lifecycle jobs a force-delete of their box makes moot (they may wait long on the VM).
 LIFECYCLE_OPS = ("start_box", "stop_box")
 
+# How long killing an execution may take before the bridge stops waiting for the SDK.
+KILL_WAIT_S = 10.0
 # How long a finished execution stays readable through get_exec_output.
 FINISHED_EXEC_TTL_S = 600.0
 # Upper bounds of one exec_next batch (the Rust side merges the chunks).
@@ -536,14 +538,7 @@ class ExecRecord:
             return await self.execution.wait()
 
         try:
-            if timeout is not None and timeout > 0:
-                try:
-                    result = await asyncio.wait_for(body(), timeout)
-                except asyncio.TimeoutError:
-                    await _kill(self.execution)
-                    raise BridgeTimeout("exec", int(timeout * 1000)) from None
-            else:
-                result = await body()
+            result = await _within(timeout, self.execution, body())
             self.exit = getattr(result, "exit_code", None)
             msg = getattr(result, "error_message", None)
             if msg and self.exit is None:
@@ -569,9 +564,22 @@ def _take(execution, which):
 
 async def _kill(execution):
     try:
-        await execution.kill()
-    except Exception:  # noqa: BLE001 - already gone
+        await asyncio.wait_for(execution.kill(), KILL_WAIT_S)
+    except Exception:  # noqa: BLE001 - already gone, or the SDK does not answer
         pass
+
+
+async def _within(timeout, execution, work):
+    """Awaits `work`, the coroutine that runs a started execution to its end; past `timeout`
+    seconds (if set) the execution is killed and BridgeTimeout raised. This is local mode's only
+    exec deadline: the Rust side runs no timer of its own (docs/architecture.md)."""
+    if timeout is None or timeout <= 0:
+        return await work
+    try:
+        return await asyncio.wait_for(work, timeout)
+    except asyncio.TimeoutError:
+        await _kill(execution)
+        raise BridgeTimeout("exec", int(timeout * 1000)) from None
 
 
 async def _start_exec(home, box_id, req):
@@ -587,7 +595,8 @@ async def _start_exec(home, box_id, req):
         kw["cwd"] = req["working_dir"]
     timeout = req.get("timeout_seconds")
     if timeout is not None and timeout > 0:
-        # The guest enforces it too, a little later than our own kill, in case ours is lost.
+        # The SDK is given the deadline a little later than our own kill (`_within`), so ours
+        # decides and the SDK's is only the fallback in case ours is lost.
         kw["timeout_secs"] = float(timeout) + 5.0
     return await _use_box(home, box_id, lambda box: box.exec(cmd[0], **kw)), timeout
 
@@ -606,14 +615,7 @@ async def op_exec(_blob, home, box_id, request):
     execution, timeout = await _start_exec(home, box_id, request)
     pending = []
     try:
-        if timeout is not None and timeout > 0:
-            try:
-                out, err, result = await asyncio.wait_for(_finish(execution, pending), timeout)
-            except asyncio.TimeoutError:
-                await _kill(execution)
-                raise BridgeTimeout("exec", int(timeout * 1000)) from None
-        else:
-            out, err, result = await _finish(execution, pending)
+        out, err, result = await _within(timeout, execution, _finish(execution, pending))
     except asyncio.CancelledError:
         _abandon(pending)
         await _kill(execution)

@@ -6,10 +6,11 @@
 //! broken or stalled stream be re-read and resumed without loss or repetition (`events.rs`). A working directory is entered by the command itself (see
 //! `wire::effective_argv`).
 //!
-//! Exec timeouts: the requested timeout goes to the server, which kills the command in the guest
-//! (the primary bound); the client keeps a backstop at the same deadline that kills the
-//! execution through the dialect's kill route and reports `Error::Timeout` (see
-//! `docs/dialects.md`).
+//! Exec timeouts: this client owns the deadline of `exec` and `exec_stream` in remote mode
+//! (the sandbox layer runs no timer, see docs/architecture.md). The timeout also goes to the
+//! server, which may kill the command in the guest first; at the deadline the client kills the
+//! execution through the dialect's kill route and reports `Error::Timeout` either way (see
+//! docs/dialects.md).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -24,7 +25,7 @@ use super::events::{collect, open_sse, sse_events, with_deadline, EventKind};
 use super::request::{Route, Spec};
 use super::transport::{Payload, Transport};
 use super::{wire, ws};
-use crate::client::{ExecEvent, ExecEventStream, ExecOutput, ExecRequest, Execution};
+use crate::client::{killed_at_deadline, ExecEvent, ExecEventStream, ExecOutput, ExecRequest, Execution};
 use crate::error::{Error, Result};
 
 /// The prelude of a command whose output is read over the attach WebSocket: it waits for one
@@ -464,26 +465,5 @@ impl Drop for AttachGuard {
         map.remove(&self.exec_id);
       }
     }
-  }
-}
-
-/// Whether an exec that ended with `exit_code` after `elapsed` was killed by its timeout: servers
-/// report a SIGKILL as -9 (the signal) or 137 (a shell's 128 + 9).
-fn killed_at_deadline(exit_code: i32, elapsed: Duration, limit: Duration) -> bool {
-  matches!(exit_code, -9 | 137) && elapsed >= limit
-}
-
-#[cfg(test)]
-mod tests {
-  use super::*;
-
-  #[test]
-  fn a_sigkill_at_or_after_the_deadline_is_a_timeout_and_nothing_else_is() {
-    let limit = Duration::from_secs(1);
-    assert!(killed_at_deadline(-9, Duration::from_millis(1000), limit));
-    assert!(killed_at_deadline(137, Duration::from_millis(1200), limit));
-    assert!(!killed_at_deadline(-9, Duration::from_millis(300), limit));
-    assert!(!killed_at_deadline(0, Duration::from_millis(1500), limit));
-    assert!(!killed_at_deadline(1, Duration::from_millis(1500), limit));
   }
 }

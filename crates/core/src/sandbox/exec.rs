@@ -1,6 +1,11 @@
 //! Sandbank's `exec`: the request it sends (`bash -c command` with cwd, under an in-guest
 //! `timeout` that kills the whole process group) and the adapter operations that run it, buffered
-//! or streamed, mapping a client or guest kill at the deadline to `ExecTimeout`.
+//! or streamed, reporting a command killed at its deadline as `ExecTimeout`.
+//!
+//! This layer runs no timer of its own: the deadline belongs to the client (`BoxClient::exec`
+//! honours `timeout_seconds` in every mode, see docs/architecture.md). What sandbank adds is
+//! the in-guest kill of the whole process group, set to fire before the client's deadline, and
+//! the mapping of either kill to `ExecTimeout`.
 
 use std::time::Duration;
 
@@ -8,18 +13,13 @@ use tokio::time::Instant;
 
 use super::{invalid, ExecOptions};
 use crate::adapter::Adapter;
-use crate::client::{ExecDone, ExecEventStream, ExecOutput, ExecRequest};
+use crate::client::{killed_at_deadline, ExecDone, ExecEventStream, ExecOutput, ExecRequest};
 use crate::error::{Error, Result};
 
-/// Extra time the adapter gives a client to kill a timed-out command and report it, before the
-/// adapter stops waiting itself (so a client that ignores the timeout cannot hang the caller).
-const EXEC_TIMEOUT_GRACE: Duration = Duration::from_secs(10);
-/// The client's own timeout is later than the in-guest one by this much, so the guest's
-/// `timeout` (which kills the whole process group) fires first and nothing is left running.
+/// The client's deadline is later than the in-guest one by this much, so the guest's `timeout`
+/// (which kills the whole process group) fires first and nothing is left running; the client's
+/// kill is the fallback for a guest without `timeout`.
 const CLIENT_TIMEOUT_MARGIN_MS: u64 = 2_000;
-/// Exit statuses of a command that `timeout -s KILL` killed: `timeout` kills its own process
-/// group, itself included, so BoxLite reports SIGKILL as `-9`; a shell in between says `137`.
-const KILLED_BY_TIMEOUT: [i32; 2] = [-9, 128 + 9];
 /// Runs `$2` under coreutils `timeout`, which kills the command's whole process group (a plain
 /// kill of `bash` would leave its children running); without `timeout` in the guest, the
 /// client's kill is the fallback.
@@ -66,38 +66,40 @@ pub fn exec_request(command: &str, options: &ExecOptions) -> Result<ExecRequest>
   })
 }
 
+/// What an exec with a timeout of `timeout_ms` that ran for `elapsed` reports: the client's
+/// timeout, or a SIGKILL once the deadline has passed (the in-guest `timeout` killed the
+/// group), is sandbank's `ExecTimeout`; anything else is the command's own outcome.
+pub(super) fn exec_outcome(
+  result: Result<ExecOutput>,
+  timeout_ms: u64,
+  elapsed: Duration,
+) -> Result<ExecOutput> {
+  let deadline = Duration::from_millis(timeout_ms);
+  match result {
+    Err(Error::Timeout { .. }) => Err(Error::ExecTimeout { timeout_ms }),
+    Ok(output) if killed_at_deadline(output.exit_code, elapsed, deadline) => {
+      Err(Error::ExecTimeout { timeout_ms })
+    }
+    result => result,
+  }
+}
+
 impl Adapter {
   /// `bash -c command` with cwd and a timeout that kills the command.
   pub async fn exec(&self, id: &str, command: &str, options: &ExecOptions) -> Result<ExecOutput> {
     let request = exec_request(command, options)?;
     let timeout_ms = exec_timeout_ms(options)?;
-    let client = self.client()?;
     let started = Instant::now();
-    let run = client.exec(id, request);
-    let result = match timeout_ms {
-      None => run.await,
-      Some(ms) => {
-        let limit = Duration::from_millis(ms + CLIENT_TIMEOUT_MARGIN_MS) + EXEC_TIMEOUT_GRACE;
-        tokio::time::timeout(limit, run)
-          .await
-          .unwrap_or(Err(Error::ExecTimeout { timeout_ms: ms }))
-      }
-    };
-    match (result, timeout_ms) {
-      (Err(Error::Timeout { .. }), Some(ms)) => Err(Error::ExecTimeout { timeout_ms: ms }),
-      (Ok(output), Some(ms))
-        if KILLED_BY_TIMEOUT.contains(&output.exit_code)
-          && started.elapsed() >= Duration::from_millis(ms) =>
-      {
-        Err(Error::ExecTimeout { timeout_ms: ms })
-      }
-      (result, _) => result,
+    let result = self.client()?.exec(id, request).await;
+    match timeout_ms {
+      None => result,
+      Some(ms) => exec_outcome(result, ms, started.elapsed()),
     }
   }
 
   /// `exec` delivered to `done` without a future where the backend can answer from its own
-  /// thread (see `BoxClient::exec_now`) and no timeout is asked for (the timeout rules above
-  /// need a timer). Otherwise `done` comes back and the caller awaits `exec`.
+  /// thread (see `BoxClient::exec_now`) and no timeout is asked for (a timed-out exec is
+  /// reported through `exec`). Otherwise `done` comes back and the caller awaits `exec`.
   pub fn exec_now(
     &self,
     id: &str,

@@ -2,9 +2,10 @@
 
 use tokio::time::Instant;
 
-use super::exec::TIMEOUT_WRAPPER;
+use super::exec::{exec_outcome, TIMEOUT_WRAPPER};
 use super::*;
 use crate::adapter::Adapter;
+use crate::client::ExecOutput;
 use crate::testing::FakeClient;
 use serde_json::json;
 
@@ -312,6 +313,33 @@ async fn exec_maps_a_client_timeout_to_an_exec_timeout() {
     .await
     .unwrap_err();
   assert_eq!(err.code(), "exec_timeout");
+}
+
+#[test]
+fn a_command_killed_in_the_guest_at_its_deadline_is_an_exec_timeout_and_an_early_kill_is_not() {
+  let killed = |code| {
+    Ok(ExecOutput {
+      exit_code: code,
+      ..Default::default()
+    })
+  };
+  let after = std::time::Duration::from_millis(700);
+  for code in [-9, 137] {
+    let err = exec_outcome(killed(code), 700, after).unwrap_err();
+    assert_eq!(err.code(), "exec_timeout");
+    assert_eq!(err.to_string(), "command timed out after 700 ms and was killed");
+  }
+  let early = std::time::Duration::from_millis(100);
+  assert_eq!(exec_outcome(killed(-9), 700, early).unwrap().exit_code, -9);
+  assert_eq!(exec_outcome(killed(1), 700, after).unwrap().exit_code, 1);
+  let client_timeout = Err(crate::error::Error::Timeout {
+    operation: "exec of 'bash'".into(),
+    after_ms: 2700,
+  });
+  assert_eq!(
+    exec_outcome(client_timeout, 700, after).unwrap_err().code(),
+    "exec_timeout"
+  );
 }
 
 #[tokio::test]

@@ -4,7 +4,9 @@
 
 Creates a box, then times N sequential `exec('bash', ['-c', 'true'])` (start, drain both
 streams, close stdin, wait: what any caller must do) and R rounds of C concurrent ones. Prints one
-JSON line: {"exec_ms": [...], "concurrent_per_s": [...]}. Nothing can do an exec faster than
+JSON line: {"exec_ms": [...], "concurrent_per_s": [...], "concurrent_cpu_us": N} (the process's CPU
+time per exec over the concurrent rounds: a measure of the SDK's own cost that load from other
+processes barely moves, unlike rates). Nothing can do an exec faster than
 this through the SDK; run it with BOXLITE_SIM_EXEC=noop to see the SDK's own overhead.
 """
 
@@ -35,14 +37,16 @@ async def main():
         await exec_true(box)
         samples.append((time.perf_counter() - started) * 1000)
     rates = []
+    cpu_started = time.process_time()
     for _ in range(args.rounds):
         started = time.perf_counter()
         codes = await asyncio.gather(*(exec_true(box) for _ in range(args.concurrency)))
         rates.append(args.concurrency / (time.perf_counter() - started))
         assert all(c == 0 for c in codes)
+    cpu_us = (time.process_time() - cpu_started) * 1e6 / (args.rounds * args.concurrency)
     await rt.remove(box.id, force=True)
     await rt.shutdown()
-    print(json.dumps({"exec_ms": samples, "concurrent_per_s": rates}))
+    print(json.dumps({"exec_ms": samples, "concurrent_per_s": rates, "concurrent_cpu_us": cpu_us}))
 
 
 if __name__ == "__main__":

@@ -213,7 +213,10 @@ impl BoxClient for RestClient {
 
   async fn get_exec_output(&self, box_id: &str, exec_id: &str) -> Result<ExecEventStream> {
     let route = self.route().await?;
-    self.executor.open_output(route, box_id, exec_id, false).await
+    self
+      .executor
+      .open_output(route, box_id, exec_id, false, None)
+      .await
   }
 
   async fn send_exec_input(&self, box_id: &str, exec_id: &str, data: Bytes, close: bool) -> Result<()> {

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::dialect::{Output, Stdin};
@@ -88,18 +89,20 @@ impl Executor {
 
   /// The output of an execution as events, ending with `Exit` (or an error).
   /// `gated`: the command waits for the gate line (it was started with `gated`), which is sent
-  /// as soon as the output is attached.
+  /// as soon as the output is attached. `early`: a connection for the attach WebSocket, opened
+  /// beforehand (`start_owned`).
   pub async fn open_output(
     self: &Arc<Self>,
     route: &Route,
     box_id: &str,
     exec_id: &str,
     gated: bool,
+    early: Option<TcpStream>,
   ) -> Result<ExecEventStream> {
     let profile = route.profile();
     let spec = profile.output(route, box_id, exec_id);
     let kind = match profile.output_kind() {
-      Output::Attach => return self.attached_output(&spec, exec_id, gated).await,
+      Output::Attach => return self.attached_output(&spec, exec_id, gated, early).await,
       Output::SseEra => EventKind::SseEra,
       Output::BoxrunEvents => {
         EventKind::Boxrun(Default::default(), Box::new(route.exec_status(box_id, exec_id)))
@@ -115,8 +118,9 @@ impl Executor {
     spec: &Spec,
     exec_id: &str,
     gated: bool,
+    early: Option<TcpStream>,
   ) -> Result<ExecEventStream> {
-    let (mut sink, source) = self.attach(spec).await?;
+    let (mut sink, source) = self.attach_on(spec, early).await?;
     if gated {
       ws::send(&mut sink, vec![ws::stdin_frame(Bytes::from_static(b"\n"))], spec).await?;
     }
@@ -140,9 +144,14 @@ impl Executor {
   /// Attaches to an execution. Servers allow one client at a time and notice a detach a moment
   /// after it happens, so a refusal as "already attached" is retried for a short while.
   pub async fn attach(&self, spec: &Spec) -> Result<(ws::WsSink, ws::WsSource)> {
+    self.attach_on(spec, None).await
+  }
+
+  /// `attach`, on `early` (a connection opened beforehand) for the first attempt.
+  async fn attach_on(&self, spec: &Spec, mut early: Option<TcpStream>) -> Result<(ws::WsSink, ws::WsSource)> {
     let mut attempts = 0;
     loop {
-      match self.transport.open_websocket(spec).await {
+      match self.transport.open_websocket_on(spec, early.take()).await {
         Err(Error::Api(api)) if api.status == 409 && attempts < ATTACH_CONFLICT_RETRIES => {
           attempts += 1;
           tokio::time::sleep(ATTACH_CONFLICT_DELAY).await;
@@ -165,25 +174,38 @@ impl Executor {
     attached && request.tty != Some(true)
   }
 
-  /// Starts `request`, behind the gate when `gates` says so; returns the execution and whether
-  /// it is gated.
+  /// Starts `request`, behind the gate when `gates` says so; returns the execution, whether it
+  /// is gated, and, when its output comes over an attach WebSocket, a connection for it opened
+  /// while the start request was on its way (one round trip less per exec; `preconnect`).
   async fn start_owned(
     &self,
     route: &Route,
     box_id: &str,
     request: &ExecRequest,
-  ) -> Result<(Execution, bool)> {
-    if !Self::gates(route, request) {
-      return Ok((self.start(route, box_id, request).await?, false));
-    }
-    let mut cmd = vec!["sh".into(), "-c".into(), GATE_SCRIPT.into(), "sh".into()];
-    cmd.extend(request.effective_argv());
-    let gated = ExecRequest {
-      cmd,
-      working_dir: None,
-      ..request.clone()
+  ) -> Result<(Execution, bool, Option<TcpStream>)> {
+    let attach = route.profile().output_kind() == Output::Attach;
+    let gated = Self::gates(route, request);
+    let gated_request;
+    let request = if gated {
+      let mut cmd = vec!["sh".into(), "-c".into(), GATE_SCRIPT.into(), "sh".into()];
+      cmd.extend(request.effective_argv());
+      gated_request = ExecRequest {
+        cmd,
+        working_dir: None,
+        ..request.clone()
+      };
+      &gated_request
+    } else {
+      request
     };
-    Ok((self.start(route, box_id, &gated).await?, true))
+    let early = async {
+      Ok(match attach {
+        true => self.transport.preconnect().await,
+        false => None,
+      })
+    };
+    let (execution, early) = tokio::try_join!(self.start(route, box_id, request), early)?;
+    Ok((execution, gated, early))
   }
 
   /// Writes stdin the way the dialect takes it.
@@ -265,10 +287,12 @@ impl Executor {
     let work = {
       let started = started.clone();
       async move {
-        let (execution, gated) = self.start_owned(route, box_id, &request).await?;
+        let (execution, gated, early) = self.start_owned(route, box_id, &request).await?;
         *started.lock().unwrap_or_else(|p| p.into_inner()) =
           Some(self.kill_on_drop(route, box_id, &execution.id));
-        let events = self.open_output(route, box_id, &execution.id, gated).await?;
+        let events = self
+          .open_output(route, box_id, &execution.id, gated, early)
+          .await?;
         let output = collect(events).await;
         if output.is_ok() {
           if let Some(guard) = started.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
@@ -323,9 +347,11 @@ impl Executor {
     request: ExecRequest,
   ) -> Result<ExecEventStream> {
     let begun = tokio::time::Instant::now();
-    let (execution, gated) = self.start_owned(route, box_id, &request).await?;
+    let (execution, gated, early) = self.start_owned(route, box_id, &request).await?;
     let guard = self.kill_on_drop(route, box_id, &execution.id);
-    let events = self.open_output(route, box_id, &execution.id, gated).await?;
+    let events = self
+      .open_output(route, box_id, &execution.id, gated, early)
+      .await?;
     let Some(limit) = request.timeout_seconds.map(Duration::from_secs_f64) else {
       return Ok(owned(events, guard));
     };

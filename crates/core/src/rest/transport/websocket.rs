@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use futures_util::StreamExt;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 use tokio_tungstenite::Connector;
 
@@ -18,6 +19,30 @@ impl Transport {
   /// URL follows the HTTP one, the bearer goes on the upgrade, the handshake is bounded, and a
   /// 401 is retried once with a fresh OAuth2 token.
   pub async fn open_websocket(&self, spec: &Spec) -> Result<(ws::WsSink, ws::WsSource)> {
+    self.open_websocket_on(spec, None).await
+  }
+
+  /// A connection to the server (through the environment's proxy when it names one) for an
+  /// attach whose path is not known yet: opened while the request that names the execution is
+  /// on its way, it takes the connection set-up off the attach's own round trips (an upgrade
+  /// cannot reuse the HTTP pool's connections). None if it cannot be opened: the attach then
+  /// connects by itself and reports what goes wrong.
+  pub async fn preconnect(&self) -> Option<TcpStream> {
+    match tokio::time::timeout(WS_HANDSHAKE_TIMEOUT, proxy::connect(&self.api_url)).await {
+      Ok(Ok(tcp)) => {
+        let _ = tcp.set_nodelay(true);
+        Some(tcp)
+      }
+      _ => None,
+    }
+  }
+
+  /// `open_websocket`, on `early` (from `preconnect`) when there is one.
+  pub async fn open_websocket_on(
+    &self,
+    spec: &Spec,
+    mut early: Option<TcpStream>,
+  ) -> Result<(ws::WsSink, ws::WsSource)> {
     let mut refreshed = false;
     loop {
       let bearer = self.bearer().await?;
@@ -48,8 +73,12 @@ impl Transport {
       let began = Instant::now();
       // Through the environment's proxy when it names one for this host (reqwest does the same
       // for HTTP requests).
+      let early = early.take();
       let connecting = async {
-        let tcp = proxy::connect(&url).await.map_err(tungstenite::Error::Io)?;
+        let tcp = match early {
+          Some(tcp) => tcp,
+          None => proxy::connect(&url).await.map_err(tungstenite::Error::Io)?,
+        };
         let _ = tcp.set_nodelay(true);
         tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(connector)).await
       };

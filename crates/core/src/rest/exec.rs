@@ -167,11 +167,15 @@ impl Executor {
   /// writes more before the socket opens would lose the head of its output. A tty command is
   /// not gated (the pty would echo the gate line); it is interactive and starts quietly.
   fn gates(route: &Route, request: &ExecRequest) -> bool {
-    let attached = match route.profile().output_kind() {
+    Self::attached(route) && request.tty != Some(true)
+  }
+
+  /// Whether the route's output comes over an attach WebSocket.
+  fn attached(route: &Route) -> bool {
+    match route.profile().output_kind() {
       Output::Attach => true,
       Output::SseEra | Output::BoxrunEvents => false,
-    };
-    attached && request.tty != Some(true)
+    }
   }
 
   /// Starts `request`, behind the gate when `gates` says so; returns the execution, whether it
@@ -183,7 +187,7 @@ impl Executor {
     box_id: &str,
     request: &ExecRequest,
   ) -> Result<(Execution, bool, Option<TcpStream>)> {
-    let attach = route.profile().output_kind() == Output::Attach;
+    let attach = Self::attached(route);
     let gated = Self::gates(route, request);
     let gated_request;
     let request = if gated {

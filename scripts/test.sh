@@ -18,16 +18,23 @@ set +e
 
 export BOXLITE_TESTBED_PYTHON="$TESTBED_PYTHON"
 failed=()
+# What failed, in a few lines per failed suite, repeated at the very end: a CI page often shows
+# only the tail of this output.
+failure_digest=()
+SUITE_LOG="$(mktemp "${TMPDIR:-/tmp}/sandbank-suite.XXXXXX")"
 suite() {
   local name="$1"
   shift
   log "$name: $*"
   local started=$SECONDS
-  if "$@"; then
+  if "$@" 2>&1 | tee "$SUITE_LOG"; then
     echo "-- $name passed in $((SECONDS - started)) s"
   else
     echo "-- $name FAILED in $((SECONDS - started)) s"
     failed+=("$name")
+    failure_digest+=("== $name" "$(sed 's/\x1b\[[0-9;]*m//g' "$SUITE_LOG" |
+      grep -E -m 40 '(^| )(FAIL|FAILED|×|✗)( |$)|panicked at|^(Assertion|Type|Range)?Error|^E  |test result: FAILED' ||
+      tail -n 20 "$SUITE_LOG")")
   fi
 }
 
@@ -210,7 +217,11 @@ else
   echo "-- skipped: the official SSE-era client vs the real reference server (not started; see above)"
 fi
 
+rm -f "$SUITE_LOG"
 if ((${#failed[@]})); then
+  echo
+  echo "What failed (details above):"
+  printf '%s\n' "${failure_digest[@]}"
   echo
   echo "FAILED suites: ${failed[*]}"
   exit 1

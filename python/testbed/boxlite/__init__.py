@@ -9,7 +9,9 @@ quirks are reproduced for tests.  ``boxlite.__testbed__`` is True.
 
 from . import errors
 from ._exec import ExecStderr, ExecStdin, ExecStdout, Execution
-from ._runtime import Box, Boxlite, ImageHandle, NetworkHandle, RegistryHandle, SnapshotHandle, VolumeHandle
+from ._box import Box
+from ._handles import ImageHandle, NetworkHandle, RegistryHandle, SnapshotHandle, VolumeHandle
+from ._runtime import Boxlite
 from ._types import (AccessToken, AdvancedBoxOptions, ApiKeyCredential, BoxInfo, BoxliteRestOptions, BoxMetrics,
                      BoxOptions, BoxStateInfo, CloneOptions, ContainerCapabilities, CopyOptions, ExportOptions,
                      HealthCheckOptions, HealthState, HealthStatus, ImageInfo, ImageRegistry, InboundNetworkInfo,

@@ -13,8 +13,8 @@ from urllib.parse import unquote
 from aiohttp import WSMsgType, web
 
 from .core import ExecSession, log, sdk_error_code
-from .dialect_rest import (TYPE_BY_CODE, ApiError, PlainError, RestDialect, Validation,
-                           check_fields)
+from .dialect_rest import RestDialect
+from .rest_checks import TYPE_BY_CODE, ApiError, PlainError, Validation, check_fields
 
 STATUS_BY_CODE = {
     "invalid_argument": 400,

@@ -20,7 +20,8 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from .core import ExecSession
-from .dialect_rest import ApiError, RestDialect, Validation, check_fields
+from .dialect_rest import RestDialect
+from .rest_checks import ApiError, Validation, check_fields
 
 # Ref's exception mapper: message prefix -> (status, type)
 REF_PREFIXES = [

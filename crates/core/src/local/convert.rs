@@ -18,7 +18,7 @@ pub struct Reply {
 }
 
 impl Reply {
-  /// `payload` is `(json_text, [bytes, …])`, built by bridge.py's `_settle`.
+  /// `payload` is `(json_text, [bytes, …])`, built by `bridge/jobs.py`'s `_report`.
   pub(crate) fn from_python(payload: &Bound<'_, PyAny>) -> Result<Reply, PyFailure> {
     let parse = || -> PyResult<Reply> {
       let tuple = payload.cast::<PyTuple>()?;
@@ -41,7 +41,7 @@ impl Reply {
   }
 }
 
-/// A failed job, as bridge.py's `_describe` reports the exception.
+/// A failed job, as `bridge/jobs.py`'s `_describe` reports the exception.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PyFailure {
   pub type_name: String,
@@ -108,7 +108,7 @@ pub enum Kind {
   Engine,
   /// SDK internals; the home lock is recognised here.
   Internal,
-  /// The Python environment cannot run the SDK (bridge.py's `EnvironmentProblem`).
+  /// The Python environment cannot run the SDK (`bridge/state.py`'s `EnvironmentProblem`).
   Environment,
   /// Everything else keeps its class name in `Error::Python`.
   Python,
@@ -116,7 +116,7 @@ pub enum Kind {
 
 /// Exception class name → kind, matched against the exception's MRO (most specific class
 /// first), so subclasses inherit their parent's row. Classes of `boxlite.errors` (0.10.8) and
-/// of bridge.py; anything absent is `Error::Python` with its class name.
+/// of the bridge (`bridge/state.py`); anything absent is `Error::Python` with its class name.
 pub const EXCEPTION_KINDS: &[(&str, Kind)] = &[
   ("BridgeNotFound", Kind::NotFound),
   ("BridgeTimeout", Kind::Timeout),

@@ -25,7 +25,44 @@ use super::convert::{PyFailure, Reply};
 use super::probe::{load_global, probe, Probe, MIN_SDK};
 use crate::error::{Error, Result};
 
-const BRIDGE_SOURCE: &str = include_str!("bridge.py");
+/// One part of the bridge: its name and its source (`bridge/<name>.py`).
+macro_rules! bridge_part {
+  ($name:literal) => {
+    ($name, include_str!(concat!("bridge/", $name, ".py")))
+  };
+}
+
+/// The bridge's parts (`bridge/`), in load order: each is registered as `boxlite_bridge.<part>`
+/// and may import the parts before it.
+const BRIDGE_PARTS: [(&str, &str); 6] = [
+  bridge_part!("state"),
+  bridge_part!("jobs"),
+  bridge_part!("runtimes"),
+  bridge_part!("boxes"),
+  bridge_part!("execs"),
+  bridge_part!("files"),
+];
+
+/// The entry module, `boxlite_bridge` itself: the table of ops, `setup` and `run_forever`.
+const BRIDGE_ENTRY: &str = include_str!("bridge/__init__.py");
+
+/// Loads the bridge into the interpreter: an empty `boxlite_bridge` package first (so the parts
+/// can import each other by their dotted names), then each part, then the entry module's code
+/// into that package.
+fn load_bridge(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+  let package = PyModule::new(py, "boxlite_bridge")?;
+  py.import("sys")?
+    .getattr("modules")?
+    .set_item("boxlite_bridge", &package)?;
+  for (part, source) in BRIDGE_PARTS {
+    let code = CString::new(source).expect("the bridge's sources have no NUL");
+    let file = CString::new(format!("boxlite_bridge/{part}.py")).expect("part names have no NUL");
+    let name = CString::new(format!("boxlite_bridge.{part}")).expect("part names have no NUL");
+    PyModule::from_code(py, &code, &file, &name)?;
+  }
+  let code = CString::new(BRIDGE_ENTRY).expect("the bridge's sources have no NUL");
+  PyModule::from_code(py, &code, c"boxlite_bridge/__init__.py", c"boxlite_bridge")
+}
 
 // ---------------------------------------------------------------------------------------------
 // Jobs
@@ -68,7 +105,7 @@ struct Queue {
 /// The queue `take_jobs` empties; one per process, like the interpreter.
 static QUEUE: OnceLock<Arc<Queue>> = OnceLock::new();
 
-/// Called by bridge.py on the loop thread: every pending job as `(op, args, blob, done)`.
+/// Called by the bridge (`bridge/jobs.py`) on the loop thread: every pending job as `(op, args, blob, done)`.
 #[pyfunction]
 fn take_jobs(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
   let jobs: Vec<Job> = match QUEUE.get() {
@@ -259,8 +296,7 @@ impl Engine {
         let reader = reader;
         Python::attach(|py| {
           let started = (|| -> PyResult<Bound<'_, PyModule>> {
-            let code = CString::new(BRIDGE_SOURCE).expect("bridge.py has no NUL");
-            let bridge = PyModule::from_code(py, &code, c"boxlite_bridge.py", c"boxlite_bridge")?;
+            let bridge = load_bridge(py)?;
             let take = wrap_pyfunction!(take_jobs, py)?;
             let facts: String = bridge
               .call_method1("setup", (take, reader.as_raw_fd(), path, probe_json))?

@@ -2,7 +2,7 @@
 //! `connect` does no I/O; the first call starts the process's one interpreter (`engine`) and
 //! opens — or joins — the one SDK runtime of the client's `boxliteHome`; `dispose` leaves it,
 //! and the last client to leave shuts the runtime down on the loop thread, releasing the home.
-//! Every SDK call is a coroutine of `bridge.py` running on the loop thread (see
+//! Every SDK call is a coroutine of the bridge (`bridge/`) running on the loop thread (see
 //! `docs/local-engine.md`). Executions' requests and event streams live in `exec.rs`.
 
 // A job's failure carries the whole Python exception description; it is the rare path.

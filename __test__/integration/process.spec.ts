@@ -93,8 +93,10 @@ process.on('SIGINT', async () => {
   process.exit(7)
 })
 console.log('waiting')
-// Python keeps working meanwhile: a long exec is in flight when the signal arrives.
-await sandbox.exec('sleep 30')`,
+// Python keeps working meanwhile: a long exec is in flight when the signal arrives. The handler's
+// destroySandbox ends it (a rejection), so the script stays alive until the handler exits.
+await sandbox.exec('sleep 30').catch(() => {})
+await new Promise((resolve) => setTimeout(resolve, 30_000))`,
       (text, child) => {
         if (text.includes('waiting')) setTimeout(() => child.kill('SIGINT'), 300)
       },

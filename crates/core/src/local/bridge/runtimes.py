@@ -2,13 +2,15 @@
 their boxes.
 """
 
+import asyncio
+import fcntl
 import gc
 import os
+import time
 
 from boxlite_bridge import state
 from boxlite_bridge.jobs import _cancel_jobs
-from boxlite_bridge.state import EXECS, HANDLES, RUNTIMES, BridgeNotFound, EnvironmentProblem
-
+from boxlite_bridge.state import EXECS, HANDLES, HOME_FREE_WAIT_S, RUNTIMES, BridgeNotFound, EnvironmentProblem
 
 
 def _version_tuple(text):
@@ -70,7 +72,34 @@ async def op_release(_blob, home):
             pass
         del rt, entry
         gc.collect()  # the home lock is released only when the runtime and its boxes are dropped
+        await _until_home_free(home)
     return None
+
+
+async def _until_home_free(home):
+    """Waits (bounded) until nothing holds the home's lock, so that dispose() resolves with the
+    home free for the next runtime, in this process or another. The SDK takes a `flock` on
+    `<home>/.lock` and lets go of it on its own threads once the runtime's last reference is
+    gone: a moment after the drop, longer when a start was cancelled mid-boot. Returns whether
+    the home is free (True when there is no lock file: nothing holds it)."""
+    try:
+        fd = os.open(os.path.join(home, ".lock"), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return True
+    try:
+        deadline = time.monotonic() + HOME_FREE_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False  # the next runtime on this home says clearly that it is in use
+                await asyncio.sleep(0.02)
+                continue
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return True
+    finally:
+        os.close(fd)
 
 
 def _rt(home):

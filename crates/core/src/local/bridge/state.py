@@ -44,6 +44,9 @@ CANCEL_WAIT_S = 10.0
 # Lifecycle jobs a force-delete of their box makes moot (they may wait long on the VM).
 LIFECYCLE_OPS = ("start_box", "stop_box")
 
+# How long release waits for the SDK to let go of the home's lock after the runtime is dropped.
+HOME_FREE_WAIT_S = 10.0
+
 # How long killing an execution may take before the bridge stops waiting for the SDK.
 KILL_WAIT_S = 10.0
 # How long a finished execution stays readable through get_exec_output.

@@ -12,13 +12,14 @@ from ._exec import ExecStderr, ExecStdin, ExecStdout, Execution
 from ._box import Box
 from ._handles import ImageHandle, NetworkHandle, RegistryHandle, SnapshotHandle, VolumeHandle
 from ._runtime import Boxlite
-from ._types import (AccessToken, AdvancedBoxOptions, ApiKeyCredential, BoxInfo, BoxliteRestOptions, BoxMetrics,
-                     BoxOptions, BoxStateInfo, CloneOptions, ContainerCapabilities, CopyOptions, ExportOptions,
-                     HealthCheckOptions, HealthState, HealthStatus, ImageInfo, ImageRegistry, InboundNetworkInfo,
-                     InboundNetworkSpec, NetworkInfo, NetworkSpec, Options, OutboundNetworkInfo,
-                     OutboundNetworkSpec, PublishedPort, RuntimeMetrics, Secret, SecurityOptions, SnapshotInfo,
-                     SnapshotOptions, SocketAddress, VolumeInfo, ImageAliasEvent, ImageDetail,
-                     ImagePullResult, ImageUsage, ImageVersion, RegistryCredential)
+from ._results import (AccessToken, BoxInfo, BoxMetrics, BoxStateInfo, HealthState, HealthStatus, ImageAliasEvent,
+                       ImageDetail, ImageInfo, ImagePullResult, ImageUsage, ImageVersion, InboundNetworkInfo,
+                       NetworkInfo, OutboundNetworkInfo, PublishedPort, RegistryCredential, RuntimeMetrics,
+                       SnapshotInfo, VolumeInfo)
+from ._types import (AdvancedBoxOptions, ApiKeyCredential, BoxliteRestOptions, BoxOptions, CloneOptions,
+                     ContainerCapabilities, CopyOptions, ExportOptions, HealthCheckOptions, ImageRegistry,
+                     InboundNetworkSpec, NetworkSpec, Options, OutboundNetworkSpec, Secret, SecurityOptions,
+                     SnapshotOptions, SocketAddress)
 from .credential import Credential
 from .errors import *  # noqa: F401,F403 - the SDK re-exports every error class
 from .errors import __all__ as _error_types

@@ -12,13 +12,14 @@ import tempfile
 import time
 
 from . import _sandbox, errors
-from ._engine import submit
-from ._exec import Execution
-from ._types import (BoxMetrics, CloneOptions, CopyOptions, ExportOptions, conv_bool, conv_env, conv_float,
-                     conv_instance, conv_str, conv_str_list)
+from ._conv import conv_bool, conv_env, conv_float, conv_instance, conv_str, conv_str_list
 from ._core import _Core
 from ._core_io import _docker_cp, _new_id, _rfc3339
+from ._engine import submit
+from ._exec import Execution
 from ._handles import NetworkHandle, SnapshotHandle
+from ._results import BoxMetrics
+from ._types import CloneOptions, CopyOptions, ExportOptions
 
 
 # ---------------------------------------------------------------------------

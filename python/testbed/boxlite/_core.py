@@ -18,10 +18,12 @@ import weakref
 from typing import Any
 
 from . import _sandbox, errors
-from ._types import (BoxInfo, BoxOptions, BoxStateInfo, HealthState, HealthStatus, InboundNetworkInfo,
-                     NetworkInfo, OutboundNetworkInfo, PublishedPort, conv_instance)
+from ._conv import conv_instance
 from ._core_io import (_SETPRIV, BOOT_DELAY_ENV, BOOT_TIMEOUT, KVM_ENV, _CoreIO, _env_float, _Live, _new_id,
                        _publish_ports, _rfc3339, _wait_proc, _watch_sandbox)
+from ._results import (BoxInfo, BoxStateInfo, HealthState, HealthStatus, InboundNetworkInfo, NetworkInfo,
+                       OutboundNetworkInfo, PublishedPort)
+from ._types import BoxOptions
 
 
 def _check_box_options(options: Any) -> BoxOptions:

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import errors
 from ._engine import submit
-from ._types import _Result
+from ._results import _Result
 
 
 class ExecResult(_Result):

@@ -11,9 +11,11 @@ import time
 from typing import TYPE_CHECKING
 
 from . import _sandbox, errors
-from ._engine import submit
-from ._types import SnapshotInfo, SnapshotOptions, conv_instance, conv_int, conv_str
+from ._conv import conv_instance, conv_int, conv_str
 from ._core_io import _new_id
+from ._engine import submit
+from ._results import SnapshotInfo
+from ._types import SnapshotOptions
 
 if TYPE_CHECKING:
     from ._box import Box

@@ -12,11 +12,13 @@ import threading
 import weakref
 
 from . import errors
-from ._engine import submit
-from ._types import Options, RuntimeMetrics, conv_bool, conv_instance, conv_int, conv_str
 from ._box import Box, _import_archive
+from ._conv import conv_bool, conv_instance, conv_int, conv_str
 from ._core import _check_box_options, _Core
+from ._engine import submit
 from ._handles import ImageHandle, VolumeHandle
+from ._results import RuntimeMetrics
+from ._types import Options
 
 
 # ---------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from typing import Any
 
 from . import errors
 from ._engine import submit
-from ._types import SocketAddress, conv_instance, conv_int
+from ._conv import conv_instance, conv_int
+from ._types import SocketAddress
 
 GUEST_HOST = "127.0.0.1"
 

@@ -44,31 +44,8 @@ pub struct Probe {
 /// Also locates the SDK (without importing it: cheap, and no side effects), so an interpreter
 /// that cannot run local mode is refused before it is embedded — an embedded interpreter cannot
 /// be unloaded, and refusing it later would leave the process committed to it.
-const PROBE_SCRIPT: &str = r#"
-import json, sys, sysconfig as s
-sdk_origin = sdk_error = sdk_version = None
-try:
-  import importlib.util
-  spec = importlib.util.find_spec("boxlite")
-  if spec is None:
-    sdk_error = "ModuleNotFoundError: No module named 'boxlite'"
-  else:
-    sdk_origin = spec.origin or "namespace package"
-except Exception as e:
-  sdk_error = f"{type(e).__name__}: {e}"
-try:
-  from importlib.metadata import version
-  sdk_version = version("boxlite")
-except Exception:
-  pass
-print(json.dumps({
-  "sdk_origin": sdk_origin, "sdk_error": sdk_error, "sdk_version": sdk_version,
-  "executable": sys.executable, "version": list(sys.version_info[:3]),
-  "prefix": sys.prefix, "base_prefix": sys.base_prefix, "sys_path": sys.path[1:],
-  "libdir": s.get_config_var("LIBDIR"), "instsoname": s.get_config_var("INSTSONAME"),
-  "ldlibrary": s.get_config_var("LDLIBRARY"), "shared": s.get_config_var("Py_ENABLE_SHARED"),
-}))
-"#;
+// One script for the JS preloader and the addon; the npm package ships it in lib/.
+const PROBE_SCRIPT: &str = include_str!("../../../../lib/python-probe.py");
 
 /// Runs `python_path` once to learn its version, paths and libpython.
 pub fn probe(python_path: &str) -> Result<Probe> {

@@ -1,4 +1,5 @@
 use super::*;
+use object::{macho, Endianness};
 
 fn elf_report() -> Report {
   Report {

@@ -80,16 +80,22 @@ class CurrentAttachRoutes:
             return True
 
         reader = asyncio.ensure_future(self._attach_reader(ws, s))
+
+        async def deliver(ev) -> bool:
+            """Sends one event; False once the attach is over (the exit sent, or the send failed)."""
+            if not await send_event(ev):
+                return False
+            if ev.kind == "exit":
+                await self._stop_reader(reader)
+                await self._close_without_code(request, ws)
+                return False
+            return True
+
         try:
             keep, pos = self._backlog_start(s)
             for ev in s.events[:pos]:
-                if ev.kind == "exit" or ev.seq in keep:
-                    if not await send_event(ev):
-                        return
-                    if ev.kind == "exit":
-                        await self._stop_reader(reader)
-                        await self._close_without_code(request, ws)
-                        return
+                if (ev.kind == "exit" or ev.seq in keep) and not await deliver(ev):
+                    return
             while True:
                 if reader.done():
                     return  # client went away; the execution keeps running
@@ -97,11 +103,7 @@ class CurrentAttachRoutes:
                 while pos < len(s.events):
                     ev = s.events[pos]
                     pos += 1
-                    if not await send_event(ev):
-                        return
-                    if ev.kind == "exit":
-                        await self._stop_reader(reader)
-                        await self._close_without_code(request, ws)
+                    if not await deliver(ev):
                         return
                 if ws.closed:
                     return

@@ -110,12 +110,7 @@ class CurrentAttachRoutes:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
-            if not reader.done():
-                reader.cancel()
-                try:
-                    await reader
-                except BaseException:
-                    pass
+            await self._stop_reader(reader)
 
     async def _stop_reader(self, reader: asyncio.Future) -> None:
         if not reader.done():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 from typing import Any, Optional
+from urllib.parse import unquote
 
 
 from .core import ExecSession, utc_now
@@ -25,6 +26,16 @@ class CPlain(Exception):
     def __init__(self, status: int, text: str):
         super().__init__(text)
         self.status, self.text = status, text
+
+
+def split_action(segment: str, expected: str) -> tuple[str, str]:
+    """`id:action` from a path segment (percent-decoded), as BoxRun's `…/{id}:{action}` routes
+    take it; a segment without an action is the server's 400 naming the `expected` ones."""
+    raw = unquote(segment)
+    if ":" not in raw:
+        raise CErr(400, "VALIDATION_ERROR", f"Missing action (expected {expected})")
+    key, action = raw.rsplit(":", 1)
+    return key, action
 
 
 def is_json_ct(ct: str) -> bool:

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from .app import Dialect
-from .boxrun_common import NANOID, CErr, CExec, CPlain, deser_error, host_limits, is_json_ct
+from .boxrun_common import NANOID, CErr, CExec, CPlain, deser_error, host_limits, is_json_ct, split_action
 from .core import env_tuples, log, new_id, utc_now
 from .dialect_boxrun_ops import BoxRunProcessRoutes
 
@@ -232,10 +232,7 @@ class BoxRunDialect(BoxRunProcessRoutes, Dialect):
 
     async def h_box_action(self, request, box):
         async def go():
-            raw = unquote(box)
-            if ":" not in raw:
-                raise CErr(400, "VALIDATION_ERROR", "Missing action (expected ':start' or ':stop')")
-            key, action = raw.rsplit(":", 1)
+            key, action = split_action(box, "':start' or ':stop'")
             b = self.find_box(key)
             if action == "stop":
                 self.require_running(b)

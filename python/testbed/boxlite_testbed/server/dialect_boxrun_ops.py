@@ -12,11 +12,10 @@ import posixpath
 import shutil
 import tempfile
 from typing import Any, Optional
-from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
 
-from .boxrun_common import NANOID, CErr, CExec, deser_error, stall_until_disconnect
+from .boxrun_common import NANOID, CErr, CExec, deser_error, split_action, stall_until_disconnect
 from .core import ExecSession, env_tuples, new_id, utc_now
 
 
@@ -95,10 +94,7 @@ class BoxRunProcessRoutes:
 
     async def h_exec_action(self, request, box, eid):
         async def go():
-            raw = unquote(eid)
-            if ":" not in raw:
-                raise CErr(400, "VALIDATION_ERROR", "Missing action (expected ':cancel')")
-            key, action = raw.rsplit(":", 1)
+            key, action = split_action(eid, "':cancel'")
             e = self.find_exec(key)
             if action != "cancel":
                 raise CErr(400, "VALIDATION_ERROR", f"Unknown action: {action}")
